@@ -1,0 +1,1 @@
+"""Deployable consumers: ``python -m consumers <name>``."""

@@ -1,0 +1,29 @@
+"""``python -m consumers NAME``: run one consumer (as a container does)."""
+
+from __future__ import annotations
+
+import sys
+
+from pipeline.app import load_app
+from pipeline.errors import ConfigurationError
+from pipeline.lifecycle import EXIT_CONFIG
+from pipeline.logs import configure_logging
+from pipeline.service import serve
+from pipeline.settings import PipelineSettings
+
+
+def main(argv: list[str]) -> int:
+    configure_logging()
+    settings = PipelineSettings()
+    if len(argv) != 1:
+        try:
+            names = ", ".join(load_app(settings.app).worker_names)
+        except ConfigurationError as exc:
+            names = f"(cannot load the registry: {exc})"
+        print(f"usage: python -m consumers NAME   (one of: {names})", file=sys.stderr)
+        return EXIT_CONFIG
+    return serve(settings, argv[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,28 @@
+"""Shipping: books a parcel for each placed order.
+
+Demo fault: country "XX" has no carrier, so every attempt fails with an
+unexpected error; the order climbs the whole ladder and lands in the store
+with reason retries-exhausted.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from consumers.orders_events import OrderPlaced
+from pipeline import Consumer
+
+log = logging.getLogger(__name__)
+
+consumer = Consumer("shipping", patterns=["orders.order.placed"], prefetch=10)
+
+
+class NoCarrierError(RuntimeError):
+    pass
+
+
+@consumer.handler
+async def book_parcel(event: OrderPlaced) -> None:
+    if event.country == "XX":
+        raise NoCarrierError(f"no carrier ships to {event.country}")
+    log.info("parcel booked for order %s to %s", event.order_id, event.country)

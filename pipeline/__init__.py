@@ -1,0 +1,53 @@
+"""Typed CloudEvents on RabbitMQ with confirmed publishing, a visible retry
+ladder, a dead-letter store and OpenTelemetry traces across every hop."""
+
+from pipeline.app import App
+from pipeline.blocking import BlockingPublisher
+from pipeline.consumer import Consumer
+from pipeline.delivery import Delivery, Outcome
+from pipeline.envelope import CloudEvent
+from pipeline.errors import (
+    BatchPublishError,
+    BrokerUnreachableError,
+    ConfigurationError,
+    ConfirmTimeoutError,
+    InvalidMessageError,
+    MessageTooLargeError,
+    PermanentError,
+    PipelineError,
+    PublishError,
+    PublishRejectedError,
+    TransientError,
+    UnknownEventTypeError,
+    UnroutableError,
+)
+from pipeline.events import Event
+from pipeline.middleware import ConsumeMiddleware
+from pipeline.publisher import Publisher
+from pipeline.settings import PipelineSettings
+
+__all__ = [
+    "App",
+    "BatchPublishError",
+    "BlockingPublisher",
+    "BrokerUnreachableError",
+    "CloudEvent",
+    "ConfigurationError",
+    "ConfirmTimeoutError",
+    "ConsumeMiddleware",
+    "Consumer",
+    "Delivery",
+    "Event",
+    "InvalidMessageError",
+    "MessageTooLargeError",
+    "Outcome",
+    "PermanentError",
+    "PipelineError",
+    "PipelineSettings",
+    "PublishError",
+    "PublishRejectedError",
+    "Publisher",
+    "TransientError",
+    "UnknownEventTypeError",
+    "UnroutableError",
+]

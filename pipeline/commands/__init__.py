@@ -1,0 +1,1 @@
+"""The ``pipeline`` CLI's subcommands, one module each."""

@@ -1,0 +1,68 @@
+"""``pipeline publish TYPE --data JSON|@file``: publish one event, print its id."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from pipeline.app import load_app
+from pipeline.commands.output import print_json
+from pipeline.errors import ConfigurationError, InvalidMessageError
+from pipeline.publisher import Publisher
+from pipeline.settings import PipelineSettings
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("publish", help="publish one event and wait for the confirm")
+    parser.add_argument("type", help="event type, e.g. orders.order.placed")
+    parser.add_argument("--data", required=True, help="the event data as JSON, or @file.json")
+    parser.add_argument("--routing-key", help="defaults to the event type")
+    parser.add_argument("--subject", help="CloudEvents subject")
+    parser.add_argument("--json", action="store_true", help="print {id, type} as JSON")
+    parser.set_defaults(run=run)
+
+
+def read_data(text: str) -> Any:
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"--data is not valid JSON: {exc}") from None
+
+
+def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    app = load_app(settings.app)
+    model = app.events.get(args.type)
+    if model is None:
+        known = ", ".join(sorted(app.events)) or "(none)"
+        raise ConfigurationError(f"unknown event type {args.type!r}; known types: {known}")
+    try:
+        event = model.model_validate(read_data(args.data))
+    except ValidationError as exc:
+        raise InvalidMessageError(
+            f"--data does not fit {model.__name__}: "
+            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from None
+
+    async def publish() -> str:
+        async with await Publisher.connect(settings, f"{settings.service_name}.cli") as publisher:
+            return await publisher.publish(
+                event, routing_key=args.routing_key, subject=args.subject
+            )
+
+    event_id = asyncio.run(publish())
+    if args.json:
+        print_json({"id": event_id, "type": args.type})
+    else:
+        print(event_id)
+    return 0

@@ -1,0 +1,117 @@
+"""``pipeline topology apply|show|export``: the broker objects as code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline.app import load_app
+from pipeline.commands.output import print_json, print_table
+from pipeline.connection import connect
+from pipeline.settings import PipelineSettings
+from topology import Topology, apply_topology
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("topology", help="declare, show or export broker objects")
+    actions = parser.add_subparsers(dest="action", required=True)
+    apply = actions.add_parser("apply", help="declare exchanges, queues, bindings (idempotent)")
+    apply.set_defaults(run=run_apply)
+    show = actions.add_parser("show", help="print what the pipeline declares")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(run=run_show)
+    export = actions.add_parser("export", help="write a RabbitMQ definitions file")
+    export.add_argument("file", type=Path, help="where to write (e.g. deploy/definitions.json)")
+    export.set_defaults(run=run_export)
+
+
+def load_topology(settings: PipelineSettings) -> Topology:
+    return load_app(settings.app).topology(settings.ladder, settings.delivery_limit)
+
+
+def run_apply(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    topology = load_topology(settings)
+
+    async def apply() -> None:
+        connection = await connect(settings, f"{settings.service_name}.topology")
+        try:
+            await apply_topology(connection, topology)
+        finally:
+            await connection.close()
+
+    asyncio.run(apply())
+    print(
+        f"topology applied on {settings.safe_amqp_url}: {len(topology.exchanges)} exchanges, "
+        f"{len(topology.queues)} queues, {len(topology.bindings)} bindings"
+    )
+    return 0
+
+
+def topology_as_dict(topology: Topology) -> dict[str, Any]:
+    return {
+        "exchanges": [{"name": e.name, "type": e.type} for e in topology.exchanges],
+        "queues": [
+            {"name": q.name, "role": q.role, "consumer": q.consumer,
+             "arguments": dict(q.arguments)}
+            for q in topology.queues
+        ],
+        "bindings": [
+            {"exchange": b.exchange, "queue": b.queue, "pattern": b.pattern}
+            for b in topology.bindings
+        ],
+    }
+
+
+def run_show(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    topology = load_topology(settings)
+    if args.json:
+        print_json(topology_as_dict(topology))
+        return 0
+    print_table("Exchanges", ["name", "type"], [(e.name, e.type) for e in topology.exchanges])
+    rows = []
+    for queue in topology.queues:
+        args_text = ", ".join(
+            f"{k.removeprefix('x-')}={v}" for k, v in queue.arguments.items()
+            if k != "x-queue-type"
+        )
+        rows.append((queue.name, queue.role, queue.queue_type, args_text))
+    print_table("Queues", ["name", "role", "type", "arguments"], rows)
+    print_table(
+        "Bindings", ["exchange", "pattern", "queue"],
+        [(b.exchange, b.pattern or "(all)", b.queue) for b in topology.bindings],
+    )
+    return 0
+
+
+def definitions(topology: Topology, vhost: str) -> dict[str, Any]:
+    """A RabbitMQ definitions document (``load_definitions``) for this topology."""
+    return {
+        "rabbit_version": "3.13.0",
+        "vhosts": [{"name": vhost}],
+        "exchanges": [
+            {"name": e.name, "vhost": vhost, "type": e.type, "durable": True,
+             "auto_delete": False, "internal": False, "arguments": {}}
+            for e in topology.exchanges
+        ],
+        "queues": [
+            {"name": q.name, "vhost": vhost, "durable": True, "auto_delete": False,
+             "arguments": dict(q.arguments)}
+            for q in topology.queues
+        ],
+        "bindings": [
+            {"source": b.exchange, "vhost": vhost, "destination": b.queue,
+             "destination_type": "queue", "routing_key": b.pattern, "arguments": {}}
+            for b in topology.bindings
+        ],
+    }
+
+
+def run_export(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    document = definitions(load_topology(settings), settings.vhost)
+    args.file.parent.mkdir(parents=True, exist_ok=True)
+    args.file.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {args.file} ({len(document['queues'])} queues)")
+    return 0

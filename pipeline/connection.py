@@ -1,0 +1,85 @@
+"""Connecting to the broker: retried with backoff at startup, robust after.
+
+``connect_robust`` reconnects and restores channels, queues and consumers on
+its own once a first connection exists; tenacity only covers the first one,
+when the broker may still be starting (compose, CI).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+from aiormq.exceptions import AMQPConnectionError, AuthenticationError, ProbableAuthenticationError
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from pipeline.errors import BrokerUnreachableError
+from pipeline.settings import PipelineSettings
+
+log = logging.getLogger(__name__)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    # Wrong credentials will not fix themselves; a starting broker will.
+    if isinstance(exc, AuthenticationError | ProbableAuthenticationError):
+        return False
+    return isinstance(exc, AMQPConnectionError | OSError | ConnectionError)
+
+
+async def connect(settings: PipelineSettings, name: str) -> AbstractRobustConnection:
+    """Open a robust connection named ``name`` (shown in the management UI).
+
+    Raises ``BrokerUnreachableError`` naming host:port (never the password)
+    after ``connect_timeout_s`` of retries.
+    """
+    url = settings.amqp_url.get_secret_value()
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(_is_retryable),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(settings.connect_timeout_s),
+        before_sleep=lambda state: log.warning(
+            "broker %s not reachable yet (attempt %d): %s; retrying",
+            settings.broker_address,
+            state.attempt_number,
+            _describe(state.outcome.exception() if state.outcome else None),
+        ),
+        reraise=False,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                return await aio_pika.connect_robust(
+                    url, client_properties={"connection_name": name}
+                )
+    except RetryError as exc:
+        cause = exc.last_attempt.exception()
+        raise BrokerUnreachableError(_unreachable(settings, cause)) from None
+    except (AuthenticationError, ProbableAuthenticationError):
+        raise BrokerUnreachableError(
+            f"the broker at {settings.broker_address} refused the credentials in "
+            f"PIPELINE_AMQP_URL ({settings.safe_amqp_url}) or the vhost {settings.vhost!r} "
+            "does not exist"
+        ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:200]
+
+
+def _unreachable(settings: PipelineSettings, cause: BaseException | None) -> str:
+    return (
+        f"cannot connect to RabbitMQ at {settings.broker_address} (vhost {settings.vhost!r}) "
+        f"after {settings.connect_timeout_s:g}s: {_describe(cause)}. Start it with "
+        "`rabbitmq-server -detached` (local install) or `docker compose up -d rabbitmq`, "
+        "or point PIPELINE_AMQP_URL at a running broker"
+    )

@@ -1,0 +1,108 @@
+"""Declaring a consumer: its name, binding patterns, prefetch and typed handlers.
+
+    billing = Consumer("billing", patterns=["orders.#"], prefetch=10)
+
+    @billing.handler
+    async def charge(event: OrderPlaced) -> None: ...
+
+Declaring does no I/O; ``pipeline.worker`` runs it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pipeline.errors import ConfigurationError
+from pipeline.events import Event
+from topology import Subscription, naming
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[E], Awaitable[None]]
+AnyHandler = Callable[[Any], Awaitable[None]]
+
+# AMQP topic patterns: words separated by dots, '*' one word, '#' zero or more.
+_PATTERN_WORD = typing.cast(Callable[[str], bool], lambda w: w in {"*", "#"} or (
+    w != "" and all(c.isalnum() or c in "-_" for c in w)
+))
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which model an event type is read as, and which handler receives it."""
+
+    event_type: str
+    model: type[Event]
+    handler: AnyHandler
+
+    @property
+    def handler_name(self) -> str:
+        return getattr(self.handler, "__qualname__", repr(self.handler))
+
+
+def _validate_pattern(pattern: str) -> str:
+    if not pattern or not all(_PATTERN_WORD(word) for word in pattern.split(".")):
+        raise ConfigurationError(
+            f"binding pattern {pattern!r} is not an AMQP topic pattern: use dot-separated "
+            "words, '*' for one word and '#' for any number (for example 'orders.#')"
+        )
+    return pattern
+
+
+class Consumer:
+    """A named consumer: one durable queue, its bindings and its handlers."""
+
+    def __init__(self, name: str, patterns: Sequence[str], prefetch: int | None = None) -> None:
+        try:
+            self.name = naming.validate_consumer_name(name)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if isinstance(patterns, str):
+            raise ConfigurationError("patterns must be a list of strings, not one string")
+        self.patterns = tuple(_validate_pattern(p) for p in patterns)
+        if prefetch is not None and prefetch < 1:
+            raise ConfigurationError(f"prefetch for {name!r} must be at least 1")
+        self.prefetch = prefetch
+        self._routes: dict[str, Route] = {}
+
+    @property
+    def queue(self) -> str:
+        return naming.consumer_queue(self.name)
+
+    @property
+    def subscription(self) -> Subscription:
+        return Subscription(self.name, self.patterns)
+
+    @property
+    def routes(self) -> dict[str, Route]:
+        return dict(self._routes)
+
+    def route_for(self, event_type: str) -> Route | None:
+        return self._routes.get(event_type)
+
+    def handler(self, fn: Handler[E]) -> Handler[E]:
+        """Register ``fn`` for the event model named by its first parameter's annotation."""
+        if not inspect.iscoroutinefunction(fn):
+            raise ConfigurationError(f"handler {fn.__qualname__} must be an `async def`")
+        model = _event_model_of(fn)
+        if model.event_type in self._routes:
+            raise ConfigurationError(
+                f"consumer {self.name!r} already has a handler for {model.event_type!r}"
+            )
+        self._routes[model.event_type] = Route(model.event_type, model, fn)
+        return fn
+
+
+def _event_model_of(fn: Callable[..., Any]) -> type[Event]:
+    params = list(inspect.signature(fn).parameters)
+    hints = typing.get_type_hints(fn)
+    model = hints.get(params[0]) if params else None
+    if not (isinstance(model, type) and issubclass(model, Event)):
+        raise ConfigurationError(
+            f"handler {fn.__qualname__} must take one argument annotated with an Event "
+            "subclass, e.g. `async def handle(event: OrderPlaced) -> None`"
+        )
+    return model

@@ -1,0 +1,60 @@
+"""One delivery as the consumer runtime sees it, and how it ended."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from pipeline import headers as h
+from pipeline.envelope import CloudEvent
+
+
+class Outcome(enum.StrEnum):
+    """What happened to a delivery (also the ``outcome`` label of metrics)."""
+
+    ACKED = "acked"
+    RETRIED = "retried"
+    DEAD_LETTERED = "dead-lettered"
+    PARKED = "parked"
+    REQUEUED = "requeued"  # the failure copy could not be stored; the broker redelivers
+
+
+@dataclass
+class Delivery:
+    """An incoming message plus what the runtime learned about it while processing."""
+
+    message: AbstractIncomingMessage
+    consumer: str
+    queue: str
+    envelope: CloudEvent | None = None
+    error: BaseException | None = None
+    outcome: Outcome | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return self.message.headers or {}
+
+    @property
+    def retry_count(self) -> int:
+        return h.read_int(self.message.headers, h.RETRY_COUNT)
+
+    @property
+    def message_id(self) -> str | None:
+        return self.message.message_id
+
+    @property
+    def event_type(self) -> str:
+        if self.envelope is not None:
+            return self.envelope.type
+        return self.message.type or "unknown"
+
+    @property
+    def origin_routing_key(self) -> str:
+        """The key it was first published with (a rung redelivers with the queue name)."""
+        return h.read_str(self.message.headers, h.ORIGIN_ROUTING_KEY) or (
+            self.message.routing_key or ""
+        )

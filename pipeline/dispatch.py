@@ -1,0 +1,37 @@
+"""Turn a delivery into a typed event and call its handler.
+
+Everything that can go wrong here raises; the worker hands the exception to
+the failure policy. Validation happens once: bytes -> envelope -> model.
+"""
+
+from __future__ import annotations
+
+from pipeline import envelope, tracing
+from pipeline.consumer import Consumer
+from pipeline.delivery import Delivery
+from pipeline.errors import UnknownEventTypeError
+
+
+class EventDispatcher:
+    """Decodes CloudEvents for one consumer and runs the matching handler."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+
+    async def __call__(self, delivery: Delivery) -> None:
+        cloud_event = envelope.decode(delivery.message.body)
+        delivery.envelope = cloud_event
+        route = self._consumer.route_for(cloud_event.type)
+        if route is None:
+            known = ", ".join(sorted(self._consumer.routes)) or "(none)"
+            raise UnknownEventTypeError(
+                f"consumer {self._consumer.name!r} has no handler for event type "
+                f"{cloud_event.type!r} (it handles: {known}); check its binding patterns"
+            )
+        event = envelope.read_data(cloud_event, route.model)
+        with tracing.handler_span(route.event_type, route.handler_name) as span:
+            try:
+                await route.handler(event)
+            except Exception as exc:
+                tracing.mark_error(span, exc)
+                raise

@@ -1,0 +1,90 @@
+"""CloudEvents 1.0 structured-mode JSON: the only wire format.
+
+We use our own small pydantic model instead of the ``cloudevents`` SDK: the
+consumer's hot path needs one validation pass straight from bytes
+(``model_validate_json``), typed ``data`` through the user's pydantic model,
+and errors we control; the SDK adds a conversion layer for formats we do not
+use (binary mode, HTTP). See docs/events.md for the format.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import InvalidMessageError
+from pipeline.events import Event
+
+E = TypeVar("E", bound=Event)
+
+CONTENT_TYPE = "application/cloudevents+json"
+DATA_CONTENT_TYPE = "application/json"
+
+
+class CloudEvent(BaseModel):
+    """The CloudEvents 1.0 envelope; ``data`` stays untyped until a handler's model reads it."""
+
+    # Extension attributes are allowed by the spec and kept as they are.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    time: datetime | None = None
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    subject: str | None = None
+    data: Any = None
+
+
+def wrap(event: Event, source: str, subject: str | None = None) -> CloudEvent:
+    """Put a typed event in a fresh envelope with a new UUID and the current UTC time."""
+    return CloudEvent(
+        specversion="1.0",
+        id=str(uuid.uuid4()),
+        source=source,
+        type=event.event_type,
+        time=datetime.now(UTC),
+        datacontenttype=DATA_CONTENT_TYPE,
+        subject=subject,
+        data=event.model_dump(mode="json"),
+    )
+
+
+def encode(envelope: CloudEvent) -> bytes:
+    """The structured-mode JSON body; unset optional attributes are left out."""
+    return envelope.model_dump_json(exclude_none=True).encode()
+
+
+def decode(body: bytes) -> CloudEvent:
+    """Read a body as a CloudEvent; raise ``InvalidMessageError`` saying what is wrong."""
+    try:
+        return CloudEvent.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidMessageError(f"not a CloudEvents 1.0 JSON body: {_summary(exc)}") from None
+
+
+def read_data(envelope: CloudEvent, model: type[E]) -> E:
+    """Validate the envelope's ``data`` as ``model``; raise ``InvalidMessageError`` if it does not fit."""
+    try:
+        return model.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise InvalidMessageError(
+            f"data of {envelope.type} event {envelope.id} does not fit "
+            f"{model.__name__}: {_summary(exc)}"
+        ) from None
+
+
+def _summary(exc: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for error in exc.errors(include_url=False)[:limit]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    more = exc.error_count() - limit
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)

@@ -1,0 +1,109 @@
+"""Every error the pipeline raises, each saying what to do about it.
+
+    PipelineError
+    ├── ConfigurationError          a setting or registration cannot work
+    ├── BrokerUnreachableError      the first connection failed after retries
+    ├── TopologyDriftError          the broker's objects differ from ours (check)
+    ├── PublishError                an event was NOT confirmed by the broker
+    │   ├── UnroutableError         no queue is bound for the routing key
+    │   ├── PublishRejectedError    the broker nacked it (queue full, limit)
+    │   ├── ConfirmTimeoutError     no confirm in time: it may or may not be stored
+    │   ├── MessageTooLargeError    bigger than max_message_bytes; never sent
+    │   └── BatchPublishError       some events of a publish_many were not confirmed
+    ├── InvalidMessageError         a body is not a valid CloudEvent / event model
+    └── UnknownEventTypeError       no handler and no model for this event type
+
+Handlers signal what should happen to a message by raising:
+
+    HandlerError
+    ├── TransientError              retry on the ladder (any other exception too)
+    └── PermanentError              dead-letter at once; retrying cannot help
+
+(``topology.TopologyMismatchError`` is raised by ``apply``.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class PipelineError(Exception):
+    """Base of every error the pipeline raises."""
+
+
+class ConfigurationError(PipelineError):
+    """A setting or a registration cannot work; the message says which."""
+
+
+class BrokerUnreachableError(PipelineError):
+    """No connection to the broker after retrying for ``connect_timeout_s``."""
+
+
+class TopologyDriftError(PipelineError):
+    """Broker objects or policies differ from the declared topology in a dangerous way."""
+
+
+class PublishError(PipelineError):
+    """The event was not confirmed by the broker; the caller must decide what to do."""
+
+
+class UnroutableError(PublishError):
+    """The broker returned the event: nothing is bound for its routing key."""
+
+    def __init__(self, exchange: str, routing_key: str) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        super().__init__(
+            f"no queue is bound to exchange {exchange or '(default)'!r} for routing key "
+            f"{routing_key!r}: the event was not stored. Run `pipeline topology apply` or "
+            "register a consumer whose patterns match it"
+        )
+
+
+class PublishRejectedError(PublishError):
+    """The broker nacked the event (a full queue with reject-publish, for example)."""
+
+
+class ConfirmTimeoutError(PublishError):
+    """No confirm arrived in time; the event may or may not be stored (retrying may duplicate)."""
+
+
+class MessageTooLargeError(PublishError):
+    """The encoded event is bigger than ``max_message_bytes``; it was not sent."""
+
+
+class BatchPublishError(PublishError):
+    """Some events of a ``publish_many`` were not confirmed.
+
+    ``failed`` maps each unconfirmed event id to its error; every id in
+    ``confirmed`` is stored by the broker.
+    """
+
+    def __init__(self, confirmed: Sequence[str], failed: dict[str, PublishError]) -> None:
+        self.confirmed = list(confirmed)
+        self.failed = failed
+        first = next(iter(failed.values()))
+        super().__init__(
+            f"{len(failed)} of {len(failed) + len(confirmed)} events were not confirmed "
+            f"(first error: {first})"
+        )
+
+
+class InvalidMessageError(PipelineError):
+    """A delivery is not a valid CloudEvent, or its data does not fit the event model."""
+
+
+class UnknownEventTypeError(PipelineError):
+    """The consumer has no handler for this event type."""
+
+
+class HandlerError(Exception):
+    """Base for the errors a handler raises to choose a message's fate."""
+
+
+class TransientError(HandlerError):
+    """Try again later: the message moves to the next rung of the retry ladder."""
+
+
+class PermanentError(HandlerError):
+    """Retrying cannot help: the message goes to the dead-letter store at once."""

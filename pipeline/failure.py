@@ -1,0 +1,223 @@
+"""THE failure policy: the one place that decides a failed message's fate.
+
+Handlers only raise. Here an exception becomes either a retry on the next
+rung of the ladder or a dead-letter, the copy is republished with confirms
+and ``mandatory``, and only then is the original acked. If the copy cannot
+be stored the original is nacked back to its queue: nothing is lost. See
+docs/retries.md.
+
+    TransientError, any other Exception    -> next rung, or dead-letter
+                                              (retries-exhausted) after the last
+    PermanentError                         -> dead-letter (permanent-error)
+    InvalidMessageError                    -> dead-letter (invalid-message)
+    UnknownEventTypeError                  -> dead-letter (unknown-event-type)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pipeline import headers as h
+from pipeline import tracing
+from pipeline.delivery import Delivery, Outcome
+from pipeline.errors import (
+    InvalidMessageError,
+    PermanentError,
+    PublishError,
+    UnknownEventTypeError,
+)
+from pipeline.outbound import ExchangeCache, copy_message, send_confirmed
+from pipeline.settings import PipelineSettings
+from topology import RetryLadder, RetryRung, naming
+
+log = logging.getLogger(__name__)
+
+# How long a message whose failure copy could not be stored waits before it
+# is returned to its queue, so an outage does not become a hot redelivery loop.
+REQUEUE_PAUSE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Retry:
+    rung: RetryRung
+    attempt: int  # the retry this will be: 1 for the first
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: h.DeadLetterReason
+
+
+Decision = Retry | DeadLetter
+
+
+def decide(error: BaseException, retry_count: int, ladder: RetryLadder) -> Decision:
+    """Pure decision: where a delivery that failed with ``error`` goes next."""
+    if isinstance(error, InvalidMessageError):
+        return DeadLetter(h.DeadLetterReason.INVALID_MESSAGE)
+    if isinstance(error, UnknownEventTypeError):
+        return DeadLetter(h.DeadLetterReason.UNKNOWN_EVENT_TYPE)
+    if isinstance(error, PermanentError):
+        return DeadLetter(h.DeadLetterReason.PERMANENT_ERROR)
+    if retry_count >= len(ladder):
+        return DeadLetter(h.DeadLetterReason.RETRIES_EXHAUSTED)
+    return Retry(ladder[retry_count], retry_count + 1)
+
+
+def describe_error(error: BaseException, limit_bytes: int) -> str:
+    return h.truncate(f"{type(error).__qualname__}: {error}", limit_bytes)
+
+
+def failure_headers(
+    delivery: Delivery, error: BaseException, settings: PipelineSettings
+) -> dict[str, Any]:
+    """The original's headers, minus the broker's, plus our failure bookkeeping."""
+    message = delivery.message
+    headers = h.without_broker_headers(message.headers)
+    now = h.now_iso()
+    headers.setdefault(h.FIRST_FAILED_AT, now)
+    headers[h.LAST_FAILED_AT] = now
+    headers[h.LAST_ERROR] = describe_error(error, settings.error_header_bytes)
+    headers[h.TRACEBACK] = h.truncate(
+        "".join(traceback.format_exception(error)), settings.traceback_header_bytes
+    )
+    # A rung redelivers through the default exchange with the queue name as
+    # key, so the origin is recorded on the first failure only.
+    headers.setdefault(h.ORIGIN_QUEUE, delivery.queue)
+    headers.setdefault(h.ORIGIN_EXCHANGE, message.exchange or "")
+    headers.setdefault(h.ORIGIN_ROUTING_KEY, message.routing_key or "")
+    return headers
+
+
+class FailurePolicy(Protocol):
+    """Settles a delivery whose processing raised; returns what it did."""
+
+    async def handle(self, delivery: Delivery, error: BaseException) -> Outcome: ...
+
+
+class LadderPolicy:
+    """Retry through the consumer's rungs, then dead-letter to ``pipeline.dead-letter``."""
+
+    def __init__(self, exchanges: ExchangeCache, settings: PipelineSettings) -> None:
+        self._exchanges = exchanges
+        self._settings = settings
+        self._ladder = settings.ladder
+
+    async def handle(self, delivery: Delivery, error: BaseException) -> Outcome:
+        decision = decide(error, delivery.retry_count, self._ladder)
+        headers = failure_headers(delivery, error, self._settings)
+        if isinstance(decision, Retry):
+            headers[h.RETRY_COUNT] = decision.attempt
+            target = naming.retry_queue(delivery.consumer, decision.rung.label)
+            attributes = {
+                "pipeline.recoverability.action": "retry",
+                "pipeline.retry.count": decision.attempt,
+                "pipeline.retry.tier": decision.rung.label,
+            }
+            sent = await self._send(delivery, "retry", "", target, target, headers, attributes)
+            if sent:
+                log.warning(
+                    "%s event %s failed in %s (%s); retry %d/%d in %s via %s",
+                    delivery.event_type, delivery.message_id, delivery.consumer,
+                    headers[h.LAST_ERROR], decision.attempt, len(self._ladder),
+                    decision.rung.label, target,
+                )
+            return Outcome.RETRIED if sent else Outcome.REQUEUED
+        headers[h.RETRY_COUNT] = delivery.retry_count
+        headers[h.DEAD_LETTER_REASON] = decision.reason.value
+        headers[h.DEAD_LETTERED_AT] = h.now_iso()
+        attributes = {
+            "pipeline.recoverability.action": "dead-letter",
+            "pipeline.retry.count": delivery.retry_count,
+            "pipeline.dead_letter.reason": decision.reason.value,
+        }
+        exchange = naming.DEAD_LETTER_EXCHANGE
+        sent = await self._send(
+            delivery, "dead-letter", exchange, exchange, delivery.origin_routing_key,
+            headers, attributes,
+        )
+        if sent:
+            log.error(
+                "%s event %s dead-lettered by %s (reason %s after %d retries): %s; "
+                "inspect with `pipeline dead-letters show %s`",
+                delivery.event_type, delivery.message_id, delivery.consumer, decision.reason,
+                delivery.retry_count, headers[h.LAST_ERROR], delivery.message_id,
+            )
+        return Outcome.DEAD_LETTERED if sent else Outcome.REQUEUED
+
+    async def _send(
+        self,
+        delivery: Delivery,
+        action: str,
+        exchange: str,
+        destination: str,
+        routing_key: str,
+        headers: dict[str, Any],
+        attributes: dict[str, Any],
+    ) -> bool:
+        with tracing.publish_span(
+            action, destination, routing_key, delivery.message_id, attributes
+        ):
+            tracing.inject(headers)
+            copy = copy_message(delivery.message, headers)
+            try:
+                await send_confirmed(
+                    self._exchanges, exchange, routing_key, copy,
+                    self._settings.confirm_timeout_s,
+                )
+            except PublishError as exc:
+                await _return_to_queue(delivery, action, destination, exc)
+                return False
+        await delivery.message.ack()
+        return True
+
+
+class ParkingPolicy:
+    """For the admin notifier: park what it cannot deliver, never dead-letter.
+
+    The notifier consumes the dead-letter exchange's feed; dead-lettering its
+    own failures there would be a cycle (rabbitmq-server#11174).
+    """
+
+    def __init__(self, exchanges: ExchangeCache, settings: PipelineSettings) -> None:
+        self._exchanges = exchanges
+        self._settings = settings
+
+    async def handle(self, delivery: Delivery, error: BaseException) -> Outcome:
+        headers = failure_headers(delivery, error, self._settings)
+        target = naming.ADMIN_NOTIFIER_PARKED
+        copy = copy_message(delivery.message, headers)
+        try:
+            await send_confirmed(
+                self._exchanges, "", target, copy, self._settings.confirm_timeout_s
+            )
+        except PublishError as exc:
+            await _return_to_queue(delivery, "park", target, exc)
+            return Outcome.REQUEUED
+        await delivery.message.ack()
+        log.error(
+            "admin notifier could not deliver the notice for %s (%s); parked in %s",
+            delivery.message_id, headers[h.LAST_ERROR], target,
+        )
+        return Outcome.PARKED
+
+
+async def _return_to_queue(
+    delivery: Delivery, action: str, destination: str, exc: PublishError
+) -> None:
+    log.error(
+        "could not store the %s copy of %s event %s in %s: %s; returning the original to "
+        "%s in %.0fs (nothing is lost)",
+        action, delivery.event_type, delivery.message_id, destination, exc, delivery.queue,
+        REQUEUE_PAUSE_S,
+    )
+    await asyncio.sleep(REQUEUE_PAUSE_S)
+    try:
+        await delivery.message.nack(requeue=True)
+    except Exception as nack_error:  # the channel is gone: the broker requeues it anyway
+        log.warning("nack of %s failed (%s); the broker will redeliver it", delivery.message_id,
+                    nack_error)

@@ -1,0 +1,162 @@
+"""Run one worker as a process: connect, declare, consume, drain on a signal, exit.
+
+Exit codes (also in the README):
+    0  stopped on SIGTERM/SIGINT after draining (or with the rest requeued)
+    1  unexpected error (a bug; the traceback is logged)
+    2  configuration error (unknown consumer, bad setting)
+    3  the broker could not be reached
+    4  the broker's topology differs from ours (see `pipeline topology check`)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pipeline.connection import connect
+from pipeline.consumer import Consumer
+from pipeline.dispatch import EventDispatcher
+from pipeline.errors import BrokerUnreachableError, ConfigurationError, TopologyDriftError
+from pipeline.failure import FailurePolicy, LadderPolicy
+from pipeline.middleware import ConsumeMiddleware
+from pipeline.outbound import ExchangeCache
+from pipeline.settings import PipelineSettings
+from pipeline.tracing_middleware import TracingMiddleware
+from pipeline.worker import Processor, Worker
+from topology import Topology, TopologyMismatchError, apply_topology
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_UNREACHABLE = 3
+EXIT_TOPOLOGY = 4
+
+PolicyFactory = Callable[[ExchangeCache, PipelineSettings], FailurePolicy]
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """Everything needed to run one queue's worker."""
+
+    consumer: str
+    queue: str
+    prefetch: int
+    processor: Processor
+    failure: PolicyFactory
+    middlewares: Sequence[ConsumeMiddleware] = field(default_factory=tuple)
+
+
+def plan_for(consumer: Consumer, settings: PipelineSettings) -> WorkerPlan:
+    """The plan for an event consumer: CloudEvents dispatch + the retry ladder."""
+    return WorkerPlan(
+        consumer=consumer.name,
+        queue=consumer.queue,
+        prefetch=consumer.prefetch or settings.prefetch,
+        processor=EventDispatcher(consumer),
+        failure=LadderPolicy,
+        middlewares=(TracingMiddleware(),),
+    )
+
+
+class StopSignal:
+    """First SIGTERM/SIGINT: drain. Second: stop at once (unacked work is requeued)."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.force = asyncio.Event()
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.stop.is_set():
+            log.warning("second %s: stopping now; unfinished deliveries return to the queue",
+                        sig.name)
+            self.force.set()
+        else:
+            log.info("%s received: no new deliveries, finishing in-flight ones", sig.name)
+            self.stop.set()
+
+
+async def run_worker(
+    settings: PipelineSettings,
+    plan: WorkerPlan,
+    topology: Topology,
+    stop: StopSignal | None = None,
+) -> int:
+    """Run ``plan`` until a stop signal; return a documented exit code.
+
+    Without ``stop``, SIGTERM/SIGINT handlers are installed; tests pass their
+    own ``StopSignal`` and set it.
+    """
+    if stop is None:
+        stop = StopSignal()
+        stop.install()
+    try:
+        return await _run(settings, plan, topology, stop)
+    except ConfigurationError as exc:
+        log.error("configuration error: %s", exc)
+        return EXIT_CONFIG
+    except BrokerUnreachableError as exc:
+        log.error("%s", exc)
+        return EXIT_UNREACHABLE
+    except (TopologyMismatchError, TopologyDriftError) as exc:
+        log.error("refusing to start %s: %s", plan.consumer, exc)
+        return EXIT_TOPOLOGY
+
+
+async def _run(
+    settings: PipelineSettings, plan: WorkerPlan, topology: Topology, stop: StopSignal
+) -> int:
+    connection = await connect(settings, f"{settings.service_name}.{plan.consumer}")
+    try:
+        await apply_topology(connection, topology)
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        policy = plan.failure(ExchangeCache(channel), settings)
+        worker = Worker(channel, plan.consumer, plan.queue, plan.processor, policy,
+                        plan.middlewares)
+        await worker.start(plan.prefetch)
+        log.info(
+            "consumer %s consuming %s on %s (prefetch %d, retry ladder %s)",
+            plan.consumer, plan.queue, settings.safe_amqp_url, plan.prefetch, settings.ladder,
+        )
+        started = time.monotonic()
+        await stop.stop.wait()
+        await _shut_down(worker, settings.shutdown_timeout_s, stop)
+        log.info(
+            "consumer %s stopped after %.0fs: %s",
+            plan.consumer, time.monotonic() - started, _counters_line(worker),
+        )
+        return EXIT_OK
+    finally:
+        with contextlib.suppress(Exception):
+            await connection.close()
+
+
+async def _shut_down(worker: Worker, timeout_s: float, stop: StopSignal) -> None:
+    await worker.stop_consuming()
+    drained = asyncio.ensure_future(worker.drain(timeout_s))
+    forced = asyncio.ensure_future(stop.force.wait())
+    await asyncio.wait({drained, forced}, return_when=asyncio.FIRST_COMPLETED)
+    forced.cancel()
+    if not (drained.done() and drained.result()):
+        drained.cancel()
+        log.warning(
+            "%d deliveries still in flight after %.0fs; they return to %s unacked",
+            worker.in_flight, timeout_s, worker.queue_name,
+        )
+
+
+def _counters_line(worker: Worker) -> str:
+    counts = worker.counters
+    return ", ".join(f"{name}={counts.get(name, 0)}" for name in
+                     ("acked", "retried", "dead-lettered", "parked", "requeued"))

@@ -1,0 +1,115 @@
+"""The consumer runtime: consume one queue, process concurrently, settle each delivery.
+
+At most ``prefetch`` deliveries are unacked at once (``basic.qos``), and
+aio-pika runs each delivery in its own task, so handlers run concurrently
+up to the prefetch. A delivery is acked only after its handler succeeded, or
+after the failure policy stored its retry or dead-letter copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
+
+from pipeline.delivery import Delivery, Outcome
+from pipeline.failure import FailurePolicy
+from pipeline.middleware import CallNext, ConsumeMiddleware, chain
+
+log = logging.getLogger(__name__)
+
+Processor = Callable[[Delivery], Awaitable[None]]
+
+
+class Worker:
+    """Consumes ``queue`` on ``channel`` and settles every delivery exactly once."""
+
+    def __init__(
+        self,
+        channel: AbstractChannel,
+        consumer: str,
+        queue: str,
+        processor: Processor,
+        failure: FailurePolicy,
+        middlewares: Sequence[ConsumeMiddleware] = (),
+    ) -> None:
+        self.consumer = consumer
+        self.queue_name = queue
+        self.counters: Counter[str] = Counter()
+        self._channel = channel
+        self._processor = processor
+        self._failure = failure
+        self._handle: CallNext = chain(middlewares, self._settle)
+        self._queue: AbstractQueue | None = None
+        self._tag: ConsumerTag | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    @property
+    def is_consuming(self) -> bool:
+        return self._tag is not None
+
+    async def start(self, prefetch: int) -> None:
+        """Set the prefetch and start consuming (the queue must exist)."""
+        await self._channel.set_qos(prefetch_count=prefetch)
+        self._queue = await self._channel.get_queue(self.queue_name, ensure=True)
+        self._tag = await self._queue.consume(self._on_message)
+
+    async def stop_consuming(self) -> None:
+        """Ask the broker for no more deliveries; in-flight ones carry on."""
+        if self._queue is not None and self._tag is not None:
+            tag, self._tag = self._tag, None
+            try:
+                await self._queue.cancel(tag)
+            except Exception as exc:  # a dead channel delivers nothing more anyway
+                log.warning("cancelling consumer on %s failed: %s", self.queue_name, exc)
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait for in-flight deliveries; True if all finished within ``timeout_s``."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
+        self._idle.clear()
+        delivery = Delivery(message, self.consumer, self.queue_name)
+        try:
+            outcome = await self._handle(delivery)
+            self.counters[outcome.value] += 1
+        except Exception:
+            # Only a broken middleware gets here. If the message was not
+            # settled yet, the failure policy still takes it.
+            log.critical("consume middleware failed on %s", message.message_id, exc_info=True)
+            if delivery.outcome is None:
+                await self._settle_failure(delivery, RuntimeError("consume middleware failed"))
+        finally:
+            self._in_flight.discard(task)
+            if not self._in_flight:
+                self._idle.set()
+
+    async def _settle(self, delivery: Delivery) -> Outcome:
+        try:
+            await self._processor(delivery)
+        except Exception as error:
+            return await self._settle_failure(delivery, error)
+        await delivery.message.ack()
+        delivery.outcome = Outcome.ACKED
+        return Outcome.ACKED
+
+    async def _settle_failure(self, delivery: Delivery, error: BaseException) -> Outcome:
+        delivery.error = error
+        delivery.outcome = await self._failure.handle(delivery, error)
+        return delivery.outcome

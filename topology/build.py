@@ -1,0 +1,111 @@
+"""Build the full topology from consumer subscriptions and the retry ladder.
+
+Layout (see docs/retries.md):
+
+    publisher -> pipeline.events (topic) -> pipeline.<consumer>        (quorum)
+    failure   -> "" (default) -> pipeline.<consumer>.retry.<label>     (quorum, queue TTL)
+                 expiry dead-letters -> "" -> pipeline.<consumer>      (its own queue only)
+    failure   -> pipeline.dead-letter (fanout) -> pipeline.dead-letter.store (classic)
+                                               -> pipeline.admin-notifier    (quorum)
+    crash loop: pipeline.<consumer> over its delivery limit -> pipeline.dead-letter
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from topology import naming
+from topology.ladder import RetryLadder
+from topology.model import ArgumentValue, BindingSpec, ExchangeSpec, QueueSpec, Topology
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A consumer's name and the routing-key patterns its queue is bound with."""
+
+    consumer: str
+    patterns: tuple[str, ...]
+
+
+def _at_least_once(dead_letter_exchange: str) -> dict[str, ArgumentValue]:
+    # Broker-side dead-lettering is at-most-once unless the source is a quorum
+    # queue with this strategy, which in turn requires reject-publish overflow.
+    # https://www.rabbitmq.com/docs/quorum-queues#dead-lettering
+    return {
+        "x-queue-type": "quorum",
+        "x-dead-letter-exchange": dead_letter_exchange,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+def consumer_queue_spec(consumer: str, delivery_limit: int) -> QueueSpec:
+    args = _at_least_once(naming.DEAD_LETTER_EXCHANGE)
+    # A message that kills the process on every delivery is dead-lettered by
+    # the broker after this many deliveries instead of looping for ever.
+    args["x-delivery-limit"] = delivery_limit
+    return QueueSpec(naming.consumer_queue(consumer), args, "consumer", consumer)
+
+
+def retry_queue_specs(consumer: str, ladder: RetryLadder) -> list[QueueSpec]:
+    specs = []
+    for rung in ladder:
+        args = _at_least_once("")  # the default exchange routes by queue name
+        args["x-dead-letter-routing-key"] = naming.consumer_queue(consumer)
+        # Queue-level TTL: every message in a rung waits the same time, so the
+        # head always expires first (per-message TTL would block behind it).
+        args["x-message-ttl"] = rung.ttl_ms
+        specs.append(QueueSpec(naming.retry_queue(consumer, rung.label), args, "retry", consumer))
+    return specs
+
+
+def dead_letter_queue_specs(delivery_limit: int) -> list[QueueSpec]:
+    # The store is a classic queue: RabbitMQ 4.x quorum queues drop or
+    # dead-letter a message requeued more than 20 times, and listing the
+    # store requeues every message it shows.
+    store = QueueSpec(
+        naming.DEAD_LETTER_STORE, {"x-queue-type": "classic"}, "dead-letter-store"
+    )
+    # The notifier's own crash loop must never dead-letter back into the
+    # exchange it consumes (a cycle), so its limit parks the message instead.
+    notifier_args: dict[str, ArgumentValue] = _at_least_once("")
+    notifier_args["x-dead-letter-routing-key"] = naming.ADMIN_NOTIFIER_PARKED
+    notifier_args["x-delivery-limit"] = delivery_limit
+    notifier = QueueSpec(
+        naming.ADMIN_NOTIFIER_QUEUE, notifier_args, "notifier", naming.ADMIN_NOTIFIER
+    )
+    parked = QueueSpec(
+        naming.ADMIN_NOTIFIER_PARKED, {"x-queue-type": "classic"}, "parked"
+    )
+    return [store, notifier, parked]
+
+
+def build_topology(
+    subscriptions: Iterable[Subscription], ladder: RetryLadder, delivery_limit: int
+) -> Topology:
+    """The exchanges, queues and bindings for these consumers and this ladder."""
+    if delivery_limit < 1:
+        raise ValueError("delivery_limit must be at least 1")
+    exchanges = (
+        ExchangeSpec(naming.EVENTS_EXCHANGE, "topic"),
+        ExchangeSpec(naming.DEAD_LETTER_EXCHANGE, "fanout"),
+    )
+    queues: list[QueueSpec] = []
+    bindings: list[BindingSpec] = []
+    seen: set[str] = set()
+    for sub in sorted(subscriptions, key=lambda s: s.consumer):
+        naming.validate_consumer_name(sub.consumer)
+        if sub.consumer in seen:
+            raise ValueError(f"consumer {sub.consumer!r} is registered twice")
+        seen.add(sub.consumer)
+        queue = consumer_queue_spec(sub.consumer, delivery_limit)
+        queues.append(queue)
+        queues.extend(retry_queue_specs(sub.consumer, ladder))
+        bindings.extend(
+            BindingSpec(naming.EVENTS_EXCHANGE, queue.name, pattern) for pattern in sub.patterns
+        )
+    queues.extend(dead_letter_queue_specs(delivery_limit))
+    bindings.append(BindingSpec(naming.DEAD_LETTER_EXCHANGE, naming.DEAD_LETTER_STORE, ""))
+    bindings.append(BindingSpec(naming.DEAD_LETTER_EXCHANGE, naming.ADMIN_NOTIFIER_QUEUE, ""))
+    return Topology(exchanges, tuple(queues), tuple(bindings))

@@ -1,0 +1,84 @@
+"""Broker objects as frozen data: what to declare, independent of how."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+ExchangeType = Literal["topic", "direct", "fanout"]
+QueueRole = Literal["consumer", "retry", "dead-letter-store", "notifier", "parked"]
+ArgumentValue = str | int | bool
+
+
+def _frozen(args: Mapping[str, ArgumentValue]) -> Mapping[str, ArgumentValue]:
+    return MappingProxyType(dict(args))
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    """A durable exchange."""
+
+    name: str
+    type: ExchangeType
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A durable queue and its ``x-`` arguments.
+
+    ``role`` and ``consumer`` are ours, not the broker's: they let the CLI and
+    the status screen group a consumer's queue with its rungs.
+    """
+
+    name: str
+    arguments: Mapping[str, ArgumentValue] = field(default_factory=dict)
+    role: QueueRole = "consumer"
+    consumer: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arguments", _frozen(self.arguments))
+
+    @property
+    def queue_type(self) -> str:
+        return str(self.arguments.get("x-queue-type", "classic"))
+
+
+@dataclass(frozen=True)
+class BindingSpec:
+    """Messages published to ``exchange`` with a key matching ``pattern`` reach ``queue``."""
+
+    exchange: str
+    queue: str
+    pattern: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Everything the pipeline declares on a vhost."""
+
+    exchanges: tuple[ExchangeSpec, ...]
+    queues: tuple[QueueSpec, ...]
+    bindings: tuple[BindingSpec, ...]
+
+    def queue(self, name: str) -> QueueSpec:
+        for queue in self.queues:
+            if queue.name == name:
+                return queue
+        raise KeyError(f"the topology declares no queue named {name!r}")
+
+    def queues_of(self, consumer: str) -> tuple[QueueSpec, ...]:
+        return tuple(q for q in self.queues if q.consumer == consumer)
+
+    def subset(self, consumer: str) -> Topology:
+        """What one consumer needs: the exchanges, its queues and the shared dead-letter queues.
+
+        A consumer declares only this on start, so it never touches (or
+        fails on) another team's queues.
+        """
+        shared = {"dead-letter-store", "notifier", "parked"}
+        queues = tuple(q for q in self.queues if q.consumer == consumer or q.role in shared)
+        names = {q.name for q in queues}
+        bindings = tuple(b for b in self.bindings if b.queue in names)
+        return Topology(self.exchanges, queues, bindings)

@@ -1,0 +1,61 @@
+"""The only place broker object names are built.
+
+Every exchange and queue name the pipeline uses comes from here, so the
+management UI, the docs and the code always agree. Names are lowercase,
+dot-separated and prefixed ``pipeline.``; a consumer's queue sorts next to
+its retry rungs (``pipeline.billing``, ``pipeline.billing.retry.1s`` ...).
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "pipeline"
+
+EVENTS_EXCHANGE = f"{PREFIX}.events"
+DEAD_LETTER_EXCHANGE = f"{PREFIX}.dead-letter"
+DEAD_LETTER_STORE = f"{PREFIX}.dead-letter.store"
+ADMIN_NOTIFIER = "admin-notifier"
+ADMIN_NOTIFIER_QUEUE = f"{PREFIX}.{ADMIN_NOTIFIER}"
+ADMIN_NOTIFIER_PARKED = f"{ADMIN_NOTIFIER_QUEUE}.parked"
+
+# Consumer names become queue names and must read well in the UI and in a
+# shell, so keep them to lowercase words joined by dashes.
+_CONSUMER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+
+def validate_consumer_name(name: str) -> str:
+    """Return ``name`` unchanged, or raise ``ValueError`` saying what is allowed."""
+    if not _CONSUMER_NAME.match(name):
+        raise ValueError(
+            f"consumer name {name!r} is not allowed: use lowercase letters, digits "
+            "and dashes, starting with a letter (for example 'billing')"
+        )
+    if name in {"events", "dead-letter"}:
+        raise ValueError(f"consumer name {name!r} is reserved by the pipeline")
+    return name
+
+
+def consumer_queue(consumer: str) -> str:
+    """The durable queue a consumer owns: ``pipeline.<consumer>``."""
+    return f"{PREFIX}.{consumer}"
+
+
+def retry_queue(consumer: str, rung_label: str) -> str:
+    """A consumer's retry rung: ``pipeline.<consumer>.retry.<label>``.
+
+    The delay is part of the name so that changing the ladder declares new
+    queues instead of colliding with existing ones (PRECONDITION_FAILED).
+    """
+    return f"{PREFIX}.{consumer}.retry.{rung_label}"
+
+
+def consumer_of_queue(queue: str) -> str | None:
+    """The consumer name behind a consumer queue or rung name, if it is one of ours."""
+    if not queue.startswith(PREFIX + "."):
+        return None
+    rest = queue[len(PREFIX) + 1 :]
+    name = rest.split(".retry.", 1)[0]
+    if name.startswith("dead-letter") or "." in name:
+        return None
+    return name
