@@ -69,7 +69,7 @@ def decode(body: bytes) -> CloudEvent:
 
 
 def read_data(envelope: CloudEvent, model: type[E]) -> E:
-    """Validate the envelope's ``data`` as ``model``; raise ``InvalidMessageError`` if it does not fit."""
+    """Validate the envelope's ``data`` as ``model``; ``InvalidMessageError`` if it does not fit."""
     try:
         return model.model_validate(envelope.data)
     except ValidationError as exc:

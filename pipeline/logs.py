@@ -7,7 +7,10 @@ import sys
 
 from pipeline import tracing
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s [trace_id=%(trace_id)s span_id=%(span_id)s] %(message)s"
+FORMAT = (
+    "%(asctime)s %(levelname)s %(name)s "
+    "[trace_id=%(trace_id)s span_id=%(span_id)s] %(message)s"
+)
 
 
 class TraceContextFilter(logging.Filter):

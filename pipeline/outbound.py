@@ -7,7 +7,6 @@ and raised otherwise" holds everywhere in one place.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aio_pika import DeliveryMode, Message
@@ -71,7 +70,7 @@ async def send_confirmed(
             f"the broker refused the message for {exchange or '(default)'!r} / {routing_key!r}"
             f" ({exc}); a queue may be full (x-overflow=reject-publish) or unavailable"
         ) from None
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         raise ConfirmTimeoutError(
             f"no confirm from the broker within {timeout_s:g}s for {routing_key!r}: the "
             "message may or may not be stored"

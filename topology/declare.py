@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, ExchangeType
 from aiormq.exceptions import ChannelPreconditionFailed
@@ -102,14 +104,15 @@ async def apply_topology(connection: AbstractConnection, topology: Topology) -> 
     mismatches: list[Mismatch] = []
     channel = await connection.channel(publisher_confirms=False)
     try:
-        for kind, spec, declare in [
-            *(("exchange", e, _declare_exchange) for e in topology.exchanges),
-            *(("queue", q, _declare_queue) for q in topology.queues),
-        ]:
+        steps: list[tuple[str, str, Callable[[AbstractChannel], Awaitable[None]]]] = [
+            *(("exchange", e.name, partial(_declare_exchange, spec=e)) for e in topology.exchanges),
+            *(("queue", q.name, partial(_declare_queue, spec=q)) for q in topology.queues),
+        ]
+        for kind, name, declare in steps:
             try:
-                await declare(channel, spec)  # type: ignore[operator]
+                await declare(channel)
             except ChannelPreconditionFailed as exc:
-                mismatches.append(parse_mismatch(kind, spec.name, str(exc)))
+                mismatches.append(parse_mismatch(kind, name, str(exc)))
                 # The broker closed the channel; keep going to report every mismatch.
                 channel = await connection.channel(publisher_confirms=False)
         if mismatches:

@@ -1,0 +1,37 @@
+# Quick start: `make run` (the live demo) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DURATION ?= 0
+
+.PHONY: run test setup broker lint typecheck check bench clean
+
+$(BIN)/pipeline: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+setup: $(BIN)/pipeline
+
+broker:
+	@bash scripts/ensure-broker.sh
+
+## The live demo: consumers, admin notifier, a producer, a live table (Ctrl-C stops it).
+run: setup broker
+	$(BIN)/pipeline demo --duration $(DURATION)
+
+## The test suite against the real broker (each test in its own vhost).
+test: setup broker
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check pipeline topology consumers tests
+
+typecheck: setup
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,89 @@
+"""Publishing: confirmed, typed, and loud when nothing would receive it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline import App, Consumer, MessageTooLargeError, Publisher, UnroutableError
+from pipeline.envelope import CONTENT_TYPE
+from pipeline.errors import BatchPublishError
+from tests.conftest import make_settings
+from tests.support.events import ThingHappened
+from tests.support.runtime import drain
+from topology import apply_topology
+
+pytestmark = pytest.mark.integration
+
+
+async def declare(settings, connection, *consumers: Consumer) -> App:
+    app = App(consumers)
+    await apply_topology(connection, app.topology(settings.ladder, settings.delivery_limit))
+    return app
+
+
+async def test_confirmed_publish_arrives_once_as_a_cloudevent(settings, connection):
+    await declare(settings, connection, Consumer("things", ["things.#"]))
+
+    async with await Publisher.connect(settings) as publisher:
+        event_id = await publisher.publish(ThingHappened(n=7, note="hi"))
+
+    [message] = await drain(settings, "pipeline.things", expect=1)
+    body = json.loads(message.body)
+    assert body["specversion"] == "1.0"
+    assert body["id"] == event_id
+    assert body["type"] == "things.thing.happened"
+    assert body["source"] == "tests"
+    assert body["data"] == {"n": 7, "note": "hi"}
+    assert body["time"].endswith("Z") or body["time"].endswith("+00:00")
+    assert message.content_type == CONTENT_TYPE
+    assert message.message_id == event_id
+    assert message.type == "things.thing.happened"
+    assert message.app_id == "tests"
+    assert message.delivery_mode == 2
+    assert message.timestamp is not None
+    assert await drain(settings, "pipeline.things") == []
+
+
+async def test_unroutable_event_raises_naming_exchange_and_key(settings, connection):
+    await declare(settings, connection, Consumer("others", ["billing.#"]))
+
+    async with await Publisher.connect(settings) as publisher:
+        with pytest.raises(UnroutableError) as raised:
+            await publisher.publish(ThingHappened(n=1))
+
+    assert raised.value.exchange == "pipeline.events"
+    assert raised.value.routing_key == "things.thing.happened"
+    assert "pipeline.events" in str(raised.value)
+
+
+async def test_oversized_event_is_refused_before_sending(broker, vhost, connection):
+    settings = make_settings(broker, vhost, max_message_bytes=1024)
+    await declare(settings, connection, Consumer("things", ["things.#"]))
+
+    async with await Publisher.connect(settings) as publisher:
+        with pytest.raises(MessageTooLargeError, match="PIPELINE_MAX_MESSAGE_BYTES"):
+            await publisher.publish(ThingHappened(n=1, note="x" * 2000))
+
+    assert await drain(settings, "pipeline.things") == []
+
+
+async def test_publish_many_reports_exactly_which_events_were_not_confirmed(settings, connection):
+    await declare(settings, connection, Consumer("things", ["things.thing.*"]))
+    good = [ThingHappened(n=i) for i in range(5)]
+
+    async with await Publisher.connect(settings) as publisher:
+        ids = await publisher.publish_many(good)
+        with pytest.raises(BatchPublishError) as raised:
+            await publisher.publish_many(
+                [ThingHappened(n=10), (ThingHappened(n=11), "things.nobody.listens")]
+            )
+
+    assert len(ids) == 5
+    assert len(raised.value.confirmed) == 1
+    [(failed_id, error)] = raised.value.failed.items()
+    assert isinstance(error, UnroutableError)
+    stored = await drain(settings, "pipeline.things", expect=6)
+    assert {m.message_id for m in stored} == {*ids, *raised.value.confirmed}
+    assert failed_id not in {m.message_id for m in stored}
