@@ -1,0 +1,96 @@
+"""A small client for the RabbitMQ management HTTP API.
+
+Used by ``pipeline status``, ``pipeline topology check`` and the demo: queue
+depths and rates, consumers attached, and the policies that may override
+our queue arguments. Credentials come from ``PIPELINE_MANAGEMENT_URL`` and
+are never printed.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+
+from pipeline.errors import BrokerUnreachableError
+from pipeline.settings import PipelineSettings, redact_url
+
+
+class ManagementClient:
+    """``async with ManagementClient(settings) as api: await api.queues()``."""
+
+    def __init__(self, settings: PipelineSettings, timeout_s: float = 5.0) -> None:
+        url = settings.management_url.get_secret_value()
+        parts = urlsplit(url)
+        netloc = f"{parts.hostname}:{parts.port or 15672}"
+        self.base_url = urlunsplit(parts._replace(netloc=netloc, path="")).rstrip("/")
+        self.ui_url = self.base_url + "/"
+        self.vhost = settings.vhost
+        self._safe_url = redact_url(url)
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url + "/api",
+            auth=(parts.username or "guest", parts.password or "guest"),
+            timeout=timeout_s,
+        )
+
+    async def __aenter__(self) -> ManagementClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def get(self, path: str, **params: Any) -> Any:
+        """GET ``/api{path}``; raise ``BrokerUnreachableError`` with what to do."""
+        try:
+            response = await self._client.get(path, params=params or None)
+        except httpx.HTTPError as exc:
+            raise BrokerUnreachableError(
+                f"the RabbitMQ management API at {self._safe_url} did not answer "
+                f"({type(exc).__name__}); enable it with "
+                "`rabbitmq-plugins enable rabbitmq_management` or set PIPELINE_MANAGEMENT_URL"
+            ) from None
+        if response.status_code == 401:
+            raise BrokerUnreachableError(
+                f"the management API at {self._safe_url} refused the credentials in "
+                "PIPELINE_MANAGEMENT_URL"
+            )
+        response.raise_for_status()
+        return response.json()
+
+    @property
+    def _vhost_path(self) -> str:
+        return quote(self.vhost, safe="")
+
+    async def queues(self) -> list[dict[str, Any]]:
+        """Every queue of our vhost with depth, consumers, arguments, policy and rates."""
+        result: list[dict[str, Any]] = await self.get(f"/queues/{self._vhost_path}")
+        return result
+
+    async def queue(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.get(
+            f"/queues/{self._vhost_path}/{quote(name, safe='')}"
+        )
+        return result
+
+    async def policies(self) -> list[dict[str, Any]]:
+        """User policies and operator policies that apply to our vhost."""
+        user: list[dict[str, Any]] = await self.get(f"/policies/{self._vhost_path}")
+        operator: list[dict[str, Any]] = await self.get(
+            f"/operator-policies/{self._vhost_path}"
+        )
+        return [*({**p, "kind": "policy"} for p in user),
+                *({**p, "kind": "operator-policy"} for p in operator)]
+
+    async def overview(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.get("/overview")
+        return result
