@@ -1,0 +1,85 @@
+"""The retry ladder and broker names, as an operator reads them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from topology import RetryLadder, Subscription, build_topology, naming, parse_duration
+
+
+def test_default_ladder_reads_like_the_docs():
+    ladder = RetryLadder.parse("1s,5s,30s,5m,30m")
+    assert [rung.label for rung in ladder] == ["1s", "5s", "30s", "5m", "30m"]
+    assert [rung.ttl_ms for rung in ladder] == [1000, 5000, 30000, 300000, 1800000]
+
+
+def test_short_ladders_for_tests_keep_exact_labels():
+    ladder = RetryLadder.parse("50ms, 100ms,1.5s")
+    assert [rung.label for rung in ladder] == ["50ms", "100ms", "1500ms"]
+
+
+@pytest.mark.parametrize("text", ["5", "5 sec", "-1s", "1d", "s"])
+def test_unreadable_durations_say_which_units_work(text):
+    with pytest.raises(ValueError, match="ms, s, m or h"):
+        parse_duration(text)
+
+
+def test_a_ladder_cannot_repeat_a_delay():
+    with pytest.raises(ValueError, match="repeats"):
+        RetryLadder.parse("1s,1000ms")
+
+
+def test_empty_ladder_means_no_retries():
+    assert len(RetryLadder.parse("")) == 0
+
+
+def test_rung_names_sort_next_to_their_consumer_queue():
+    assert naming.consumer_queue("billing") == "pipeline.billing"
+    assert naming.retry_queue("billing", "5m") == "pipeline.billing.retry.5m"
+    assert naming.consumer_of_queue("pipeline.billing.retry.5m") == "billing"
+    assert naming.consumer_of_queue("pipeline.billing") == "billing"
+    assert naming.consumer_of_queue("pipeline.dead-letter.store") is None
+
+
+@pytest.mark.parametrize("name", ["Billing", "bill ing", "", "events", "dead-letter", "a.b"])
+def test_bad_consumer_names_are_refused(name):
+    with pytest.raises(ValueError, match=r"not allowed|reserved"):
+        naming.validate_consumer_name(name)
+
+
+def test_topology_gives_each_consumer_its_own_rungs_dead_lettering_home():
+    ladder = RetryLadder.of([timedelta(seconds=1), timedelta(seconds=5)])
+    topo = build_topology(
+        [Subscription("billing", ("orders.#",)), Subscription("audit", ("#",))], ladder, 7
+    )
+    rung = topo.queue("pipeline.billing.retry.5s")
+    assert rung.arguments["x-message-ttl"] == 5000
+    assert rung.arguments["x-dead-letter-exchange"] == ""
+    assert rung.arguments["x-dead-letter-routing-key"] == "pipeline.billing"
+    assert rung.arguments["x-queue-type"] == "quorum"
+    queue = topo.queue("pipeline.billing")
+    assert queue.arguments["x-delivery-limit"] == 7
+    assert queue.arguments["x-dead-letter-exchange"] == "pipeline.dead-letter"
+    assert queue.arguments["x-dead-letter-strategy"] == "at-least-once"
+    assert topo.queue("pipeline.dead-letter.store").queue_type == "classic"
+    # The notifier never dead-letters into the exchange it consumes.
+    notifier = topo.queue("pipeline.admin-notifier")
+    assert notifier.arguments["x-dead-letter-exchange"] == ""
+    assert notifier.arguments["x-dead-letter-routing-key"] == "pipeline.admin-notifier.parked"
+    bound = {(b.exchange, b.queue, b.pattern) for b in topo.bindings}
+    assert ("pipeline.events", "pipeline.billing", "orders.#") in bound
+    assert ("pipeline.dead-letter", "pipeline.dead-letter.store", "") in bound
+
+
+def test_a_consumer_declares_only_its_own_queues_and_the_shared_ones():
+    ladder = RetryLadder.parse("1s")
+    topo = build_topology(
+        [Subscription("billing", ("orders.#",)), Subscription("audit", ("#",))], ladder, 5
+    )
+    names = {q.name for q in topo.subset("billing").queues}
+    assert names == {
+        "pipeline.billing", "pipeline.billing.retry.1s", "pipeline.dead-letter.store",
+        "pipeline.admin-notifier", "pipeline.admin-notifier.parked",
+    }
