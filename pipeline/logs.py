@@ -30,6 +30,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiormq logs every reconnect attempt at length; ours are enough.
-    logging.getLogger("aiormq").setLevel(logging.ERROR)
-    logging.getLogger("aio_pika").setLevel(logging.ERROR)
+    # aiormq and aio-pika log every failed connect and reconnect attempt at
+    # length; our own lines say the same once, with what to do about it.
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)
+    logging.getLogger("aio_pika").setLevel(logging.CRITICAL)
