@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,8 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from pipeline import headers as h
 from pipeline.envelope import CloudEvent
+
+log = logging.getLogger(__name__)
 
 
 class Outcome(enum.StrEnum):
@@ -33,6 +36,19 @@ class Delivery:
     error: BaseException | None = None
     outcome: Outcome | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    async def ack(self) -> bool:
+        """Ack the delivery; False if the channel died first (the broker redelivers it)."""
+        try:
+            await self.message.ack()
+        except Exception as exc:
+            log.warning(
+                "could not ack %s on %s (%s): the broker will deliver it again, so it may be "
+                "handled twice; handlers must be idempotent on the event id",
+                self.message_id, self.queue, exc,
+            )
+            return False
+        return True
 
     @property
     def headers(self) -> dict[str, Any]:

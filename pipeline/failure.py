@@ -160,7 +160,7 @@ class LadderPolicy:
         attributes: dict[str, Any],
     ) -> bool:
         with tracing.publish_span(
-            action, destination, routing_key, delivery.message_id, attributes
+            action, destination, routing_key, delivery.message_id, attributes, exchange=exchange
         ):
             tracing.inject(headers)
             copy = copy_message(delivery.message, headers)
@@ -172,8 +172,7 @@ class LadderPolicy:
             except PublishError as exc:
                 await _return_to_queue(delivery, action, destination, exc)
                 return False
-        await delivery.message.ack()
-        return True
+        return await delivery.ack()
 
 
 class ParkingPolicy:
@@ -198,7 +197,8 @@ class ParkingPolicy:
         except PublishError as exc:
             await _return_to_queue(delivery, "park", target, exc)
             return Outcome.REQUEUED
-        await delivery.message.ack()
+        if not await delivery.ack():
+            return Outcome.REQUEUED
         log.error(
             "admin notifier could not deliver the notice for %s (%s); parked in %s",
             delivery.message_id, headers[h.LAST_ERROR], target,

@@ -105,9 +105,8 @@ class Worker:
             await self._processor(delivery)
         except Exception as error:
             return await self._settle_failure(delivery, error)
-        await delivery.message.ack()
-        delivery.outcome = Outcome.ACKED
-        return Outcome.ACKED
+        delivery.outcome = Outcome.ACKED if await delivery.ack() else Outcome.REQUEUED
+        return delivery.outcome
 
     async def _settle_failure(self, delivery: Delivery, error: BaseException) -> Outcome:
         delivery.error = error
