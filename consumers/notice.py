@@ -1,4 +1,4 @@
-"""A dead-lettered event as an operator reads it."""
+"""A dead-lettered event as an operator reads it: the admin notifier's notice."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipeline import headers as h
-from pipeline import tracing
 from pipeline.delivery import Delivery
-from topology import naming
+from pipeline.store_entry import StoredMessage
+
+GroupKey = tuple[str, str, str]  # (consumer, event type, error type)
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,32 @@ class DeadLetterNotice:
     trace_id: str | None
 
     @property
+    def error_type(self) -> str:
+        """The exception's type (``TransientError``), or the reason when there was none."""
+        kind, sep, _ = self.error.partition(": ")
+        if sep and kind and " " not in kind:
+            return kind
+        return self.reason
+
+    @property
+    def group_key(self) -> GroupKey:
+        return (self.consumer, self.event_type, self.error_type)
+
+    @property
     def replay_command(self) -> str:
         return f"pipeline dead-letters replay {self.event_id}"
 
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "replay_command": self.replay_command}
+    @property
+    def group_replay_command(self) -> str:
+        return (f"pipeline dead-letters replay --consumer {self.consumer} "
+                f"--type {self.event_type} --reason {self.reason}")
+
+    def as_dict(self, count: int = 1) -> dict[str, Any]:
+        data = {**asdict(self), "error_type": self.error_type, "count": count,
+                "replay_command": self.replay_command}
+        if count > 1:
+            data["group_replay_command"] = self.group_replay_command
+        return data
 
     def summary(self) -> str:
         return (
@@ -39,28 +61,29 @@ class DeadLetterNotice:
             f"Replay: {self.replay_command}"
         )
 
+    def text(self, count: int = 1) -> str:
+        """One human sentence (Slack ``text``, e-mail subject line and body start)."""
+        if count == 1:
+            return self.summary()
+        return (
+            f"{count} {self.event_type} events dead-lettered by {self.consumer} with "
+            f"{self.error_type} ({self.reason}); latest {self.event_id}: {self.error}. "
+            f"Inspect: pipeline dead-letters list --consumer {self.consumer} --type "
+            f"{self.event_type}; replay: {self.group_replay_command}"
+        )
+
 
 def notice_from(delivery: Delivery) -> DeadLetterNotice:
     """Build a notice from the headers the failure policy (or the broker) wrote."""
-    headers = delivery.message.headers or {}
-    origin = h.read_str(headers, h.ORIGIN_QUEUE) or _broker_origin(headers)
-    reason = h.dead_letter_reason(headers)
-    error = h.read_str(headers, h.LAST_ERROR) or (
-        "the consumer process died on every delivery" if reason == "delivery-limit" else "-"
-    )
+    stored = StoredMessage.read(delivery.message, 0)
     return DeadLetterNotice(
-        event_id=delivery.message.message_id or "(no id)",
-        event_type=delivery.message.type or "unknown",
-        consumer=naming.consumer_of_queue(origin or "") or origin or "unknown",
-        reason=reason,
-        error=error,
-        attempts=h.read_int(headers, h.RETRY_COUNT) + 1,
-        first_failed_at=h.read_str(headers, h.FIRST_FAILED_AT),
-        last_failed_at=h.read_str(headers, h.LAST_FAILED_AT),
-        trace_id=tracing.trace_id_of(headers),
+        event_id=stored.message_id,
+        event_type=stored.event_type,
+        consumer=stored.consumer,
+        reason=stored.reason,
+        error=stored.error,
+        attempts=stored.attempts,
+        first_failed_at=h.read_str(stored.headers, h.FIRST_FAILED_AT),
+        last_failed_at=h.read_str(stored.headers, h.LAST_FAILED_AT),
+        trace_id=stored.trace_id,
     )
-
-
-def _broker_origin(headers: dict[str, Any]) -> str | None:
-    # Dead-lettered by the broker itself (delivery limit): x-first-death-queue.
-    return h.read_str(headers, "x-first-death-queue")

@@ -11,6 +11,7 @@ from typing import Any
 from pipeline.app import load_app
 from pipeline.commands.output import print_json, print_table
 from pipeline.connection import connect
+from pipeline.drift import find_drift
 from pipeline.settings import PipelineSettings
 from topology import Topology, apply_topology
 
@@ -26,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export = actions.add_parser("export", help="write a RabbitMQ definitions file")
     export.add_argument("file", type=Path, help="where to write (e.g. deploy/definitions.json)")
     export.set_defaults(run=run_export)
+    check = actions.add_parser("check", help="compare broker arguments and policies with ours")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(run=run_check)
 
 
 def load_topology(settings: PipelineSettings) -> Topology:
@@ -115,3 +119,20 @@ def run_export(args: argparse.Namespace, settings: PipelineSettings) -> int:
     args.file.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {args.file} ({len(document['queues'])} queues)")
     return 0
+
+
+def run_check(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    """Exit 0 when the broker matches the declared topology, 6 (a problem) on any drift."""
+    drifts = asyncio.run(find_drift(settings, load_topology(settings)))
+    if args.json:
+        print_json([{**vars(d), "fix": d.fix(settings.vhost)} for d in drifts])
+    elif drifts:
+        print_table(
+            f"Drift on vhost {settings.vhost!r}", ["object", "setting", "broker", "declared",
+                                                   "source", "dangerous", "fix"],
+            [(f"{d.kind} {d.name}", d.setting, d.on_broker, d.declared, d.source,
+              "yes" if d.dangerous else "no", d.fix(settings.vhost)) for d in drifts],
+        )
+    else:
+        print(f"no drift: vhost {settings.vhost!r} matches the declared topology")
+    return 6 if drifts else 0  # 6 = EXIT_PROBLEM (pipeline/cli.py)

@@ -1,0 +1,95 @@
+"""Group equal failures into one notice per window, so a storm sends a handful.
+
+Failures with the same (consumer, event type, error type) are one *group*.
+The first failure of a quiet group is sent at once. Later ones inside the
+window (``PIPELINE_NOTIFIER_GROUP_WINDOW_S``, default 60 s) are counted and
+sent as ONE notice with the count when the window ends; while a storm goes
+on, that is one notice per window.
+
+Nothing is acked before its notice went out: ``submit`` returns only when
+the notice that covers this failure was delivered, and raises if it was
+not (the admin notifier then parks the dead letter). So the notifier's
+prefetch bounds how many failures one window can hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from consumers.notice import DeadLetterNotice, GroupKey
+from consumers.notifiers import Notifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Group:
+    waiting: list[asyncio.Future[None]] = field(default_factory=list)
+    latest: DeadLetterNotice | None = None
+    timer: asyncio.Task[None] | None = None
+
+
+class GroupingNotifier:
+    """Sends through ``sink``: at once for a quiet group, then one counted notice per window."""
+
+    def __init__(self, sink: Notifier, window_s: float) -> None:
+        self.sink = sink
+        self.window_s = window_s
+        self._groups: dict[GroupKey, _Group] = {}
+
+    @property
+    def open_groups(self) -> int:
+        return len(self._groups)
+
+    async def submit(self, notice: DeadLetterNotice) -> None:
+        """Return once a notice covering this one was delivered; raise if it was not."""
+        key = notice.group_key
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group()
+            group.timer = asyncio.create_task(self._run_window(key, group))
+            await self.sink.send(notice, 1)
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        group.waiting.append(done)
+        group.latest = notice
+        await done
+
+    async def _run_window(self, key: GroupKey, group: _Group) -> None:
+        while True:
+            await asyncio.sleep(self.window_s)
+            waiting, latest = group.waiting, group.latest
+            if not waiting or latest is None:
+                del self._groups[key]  # a quiet window closes the group
+                return
+            group.waiting, group.latest = [], None
+            await self._flush(key, waiting, latest)
+
+    async def _flush(
+        self, key: GroupKey, waiting: list[asyncio.Future[None]], latest: DeadLetterNotice
+    ) -> None:
+        try:
+            await self.sink.send(latest, len(waiting))
+        except Exception as exc:
+            log.error("grouped notice for %s x%d was not delivered: %s", key, len(waiting), exc)
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for future in waiting:
+            if not future.done():
+                future.set_result(None)
+
+    async def close(self) -> None:
+        """Flush every open window now (on shutdown); pending senders get their answer."""
+        for key, group in list(self._groups.items()):
+            if group.timer is not None:
+                group.timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await group.timer
+            if group.waiting and group.latest is not None:
+                await self._flush(key, group.waiting, group.latest)
+        self._groups.clear()

@@ -1,0 +1,205 @@
+"""Compare what the broker has with what the pipeline declares.
+
+Declaring detects a queue whose *arguments* differ (PRECONDITION_FAILED),
+but not a *policy*: a user or operator policy can change a queue's
+delivery limit, dead-lettering, overflow, TTL or length after the fact,
+and RabbitMQ 4.x gives quorum queues a delivery limit of 20 when none is
+set. ``pipeline topology check`` reports every difference; a consumer
+refuses to start on a dangerous one (one that can lose or loop messages).
+
+How RabbitMQ combines a policy with a queue argument (rabbit_quorum_queue,
+``gather_policy_config``): the lower value wins for delivery-limit,
+message-ttl, max-length(-bytes) and expires; the queue argument wins for
+dead-letter-exchange, -routing-key and -strategy; the policy wins for
+overflow (4.x). We compute the effective value the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from pipeline.errors import BrokerUnreachableError, TopologyDriftError
+from pipeline.management import ManagementClient
+from pipeline.settings import PipelineSettings
+from topology import QueueSpec, Topology
+
+log = logging.getLogger(__name__)
+
+Policy = Mapping[str, Any]  # one entry of /api/policies or /api/operator-policies
+
+LOWEST_WINS = frozenset(
+    {"delivery-limit", "message-ttl", "max-length", "max-length-bytes", "expires"}
+)
+ARGUMENT_WINS = frozenset({"dead-letter-exchange", "dead-letter-routing-key",
+                           "dead-letter-strategy"})
+POLICY_WINS = frozenset({"overflow"})
+QUORUM_ONLY = frozenset({"delivery-limit", "dead-letter-strategy"})
+# Policy keys that can drop, expire, loop or stop dead-lettering messages.
+WATCHED = LOWEST_WINS | ARGUMENT_WINS | POLICY_WINS
+_QUEUE_TARGETS = {"all", "queues", "classic_queues", "quorum_queues"}
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One difference between the broker and the declared topology."""
+
+    kind: str  # queue, exchange, binding
+    name: str
+    setting: str
+    declared: Any
+    on_broker: Any
+    source: str  # "arguments", "policy NAME", "operator-policy NAME", "missing"
+    dangerous: bool
+
+    def describe(self) -> str:
+        return (
+            f"{self.kind} {self.name}: {self.setting} is {_show(self.on_broker)} on the broker "
+            f"({self.source}) but the pipeline declares {_show(self.declared)}"
+        )
+
+    def fix(self, vhost: str = "VHOST") -> str:
+        """What an operator should do about it, as one sentence."""
+        if self.source.startswith(("policy", "operator-policy")):
+            kind, _, name = self.source.partition(" ")
+            command = "clear_policy" if kind == "policy" else "clear_operator_policy"
+            return (f"change or remove {kind} {name!r} so it no longer sets {self.setting} on "
+                    f"{self.name} (`rabbitmqctl {command} -p {vhost} {name}`)")
+        if self.source == "missing":
+            return "run `pipeline topology apply`"
+        return (f"drain and delete {self.name}, then run `pipeline topology apply` "
+                "(the pipeline never deletes a queue itself)")
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is None else str(value)
+
+
+def _applies(policy: Mapping[str, Any], name: str) -> bool:
+    if policy.get("apply-to", "all") not in _QUEUE_TARGETS:
+        return False
+    try:
+        return re.search(str(policy.get("pattern", "")), name) is not None
+    except re.error:  # an Erlang regex Python cannot read: assume it may apply
+        return True
+
+
+def _winner(policies: Sequence[Policy], kind: str, name: str) -> Policy | None:
+    # Only the highest-priority matching policy of each kind applies to a queue.
+    matching = [p for p in policies if p.get("kind") == kind and _applies(p, name)]
+    return max(matching, key=lambda p: p.get("priority", 0), default=None)
+
+
+def _effective(key: str, declared: Any, policy_value: Any) -> Any:
+    if key in LOWEST_WINS:
+        values = [v for v in (declared, policy_value) if isinstance(v, int | float)]
+        if key == "delivery-limit" and any(v < 0 for v in values):
+            return max(values)  # 4.x: -1 means "no limit" and beats a finite one
+        return min(values) if values else None
+    if key in ARGUMENT_WINS:
+        return declared if declared is not None else policy_value
+    return policy_value
+
+
+def _is_dangerous(key: str, declared: Any) -> bool:
+    if declared is not None:
+        return True
+    # Undeclared dead-letter-* settings reroute nothing we rely on: every
+    # queue of ours that dead-letters declares its own, and the argument wins.
+    # An undeclared delivery-limit is on a rung, which has no consumers.
+    return key not in ARGUMENT_WINS and key != "delivery-limit"
+
+
+def queue_policy_drift(spec: QueueSpec, policies: Sequence[Mapping[str, Any]]) -> list[Drift]:
+    """Policies that change what ``spec`` declares (or add a watched setting)."""
+    drifts = []
+    for kind in ("policy", "operator-policy"):
+        policy = _winner(policies, kind, spec.name)
+        if policy is None:
+            continue
+        definition = policy.get("definition") or {}
+        for key in sorted(set(definition) & WATCHED):
+            if key in QUORUM_ONLY and spec.queue_type != "quorum":
+                continue
+            declared = spec.arguments.get(f"x-{key}")
+            effective = _effective(key, declared, definition[key])
+            if effective != declared:
+                drifts.append(Drift("queue", spec.name, key, declared, definition[key],
+                                    f"{kind} {policy.get('name')}",
+                                    _is_dangerous(key, declared)))
+    return drifts
+
+
+def queue_argument_drift(spec: QueueSpec, on_broker: Mapping[str, Any] | None) -> list[Drift]:
+    """A missing queue, or arguments on the broker that differ from ``spec``."""
+    if on_broker is None:
+        return [Drift("queue", spec.name, "existence", "declared", None, "missing", False)]
+    actual = dict(on_broker.get("arguments") or {})
+    drifts = []
+    for key in sorted(set(actual) | set(spec.arguments)):
+        declared, found = spec.arguments.get(key), actual.get(key)
+        if declared == found or (key == "x-queue-type" and found is None and declared == "classic"):
+            continue
+        dangerous = key == "x-queue-type" or key.removeprefix("x-") in WATCHED
+        drifts.append(Drift("queue", spec.name, key, declared, found, "arguments", dangerous))
+    return drifts
+
+
+async def find_drift(settings: PipelineSettings, topology: Topology) -> list[Drift]:
+    """Every difference between the broker's vhost and ``topology``.
+
+    Raises ``BrokerUnreachableError`` when the management API does not answer.
+    """
+    async with ManagementClient(settings) as api:
+        vhost = quote(api.vhost, safe="")
+        queues = {q["name"]: q for q in await api.queues()}
+        policies = await api.policies()
+        exchanges = {e["name"]: e for e in await api.get(f"/exchanges/{vhost}")}
+        bindings = {(b["source"], b["destination"], b["routing_key"])
+                    for b in await api.get(f"/bindings/{vhost}")
+                    if b.get("destination_type") == "queue"}
+    drifts: list[Drift] = []
+    for exchange in topology.exchanges:
+        found = exchanges.get(exchange.name)
+        if found is None or found.get("type") != exchange.type:
+            drifts.append(Drift("exchange", exchange.name, "type", exchange.type,
+                                found and found.get("type"), "missing" if found is None
+                                else "arguments", dangerous=found is not None))
+    for spec in topology.queues:
+        drifts.extend(queue_argument_drift(spec, queues.get(spec.name)))
+        drifts.extend(queue_policy_drift(spec, policies))
+    for binding in topology.bindings:
+        if (binding.exchange, binding.queue, binding.pattern) not in bindings:
+            drifts.append(Drift("binding", f"{binding.exchange} -> {binding.queue}", "pattern",
+                                binding.pattern or "(all)", None, "missing", False))
+    return drifts
+
+
+async def refuse_dangerous_drift(settings: PipelineSettings, topology: Topology) -> None:
+    """Raise ``TopologyDriftError`` if the broker could lose or loop this topology's messages.
+
+    Called by a worker after declaring. If the management API cannot be
+    reached the worker starts anyway (a warning is logged): the API is an
+    optional plugin and must not become a single point of failure.
+    """
+    try:
+        drifts = await find_drift(settings, topology)
+    except BrokerUnreachableError as exc:
+        log.warning("could not check broker policies for drift (%s); starting anyway", exc)
+        return
+    except Exception as exc:  # an unexpected API answer must not stop consumers either
+        log.warning("drift check failed (%s: %s); starting anyway", type(exc).__name__, exc)
+        return
+    dangerous = [d for d in drifts if d.dangerous]
+    for drift in drifts:
+        if not drift.dangerous:
+            log.info("topology drift (harmless): %s", drift.describe())
+    if dangerous:
+        raise TopologyDriftError(
+            "; ".join(f"{d.describe()}: {d.fix(settings.vhost)}" for d in dangerous)
+            + ". Run `pipeline topology check` to see every difference"
+        )

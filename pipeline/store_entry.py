@@ -1,0 +1,201 @@
+"""One message of the dead-letter store as an operator reads it, and how to select some.
+
+A message reaches the store two ways, and both read the same here:
+
+* dead-lettered by ``pipeline/failure.py``: our ``pipeline-*`` headers say
+  everything (reason, error, traceback, origin queue, attempts);
+* dead-lettered by the broker (a consumer queue's delivery limit, a crash
+  loop): only RabbitMQ's ``x-death`` / ``x-first-death-*`` headers exist, so
+  the origin and the time come from those.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from pipeline import headers as h
+from pipeline import tracing
+from topology import naming, parse_duration
+
+CRASH_LOOP_ERROR = "no handler error: the consumer process died (or was stopped) on every delivery"
+
+
+def parse_age(text: str) -> timedelta:
+    """``"90s"``, ``"1h"``, ``"7d"`` as a timedelta; ``ValueError`` says what is accepted."""
+    stripped = text.strip()
+    if stripped.endswith("d") and stripped[:-1].replace(".", "", 1).isdigit():
+        return timedelta(days=float(stripped[:-1]))
+    try:
+        return parse_duration(stripped)
+    except ValueError:
+        raise ValueError(
+            f"cannot read age {text!r}: write a number and a unit (s, m, h or d), e.g. 1h, 7d"
+        ) from None
+
+
+def _first_death(headers: Mapping[str, Any]) -> Mapping[str, Any]:
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[-1], Mapping):
+        # x-death is newest first; the last entry is the first death.
+        return deaths[-1]
+    return {}
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def broker_origin(headers: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(queue, exchange, routing key) where the broker dead-lettered a message itself."""
+    death = _first_death(headers)
+    queue = h.read_str(headers, "x-first-death-queue") or h.read_str(death, "queue")
+    exchange = h.read_str(headers, "x-first-death-exchange")
+    if exchange is None:
+        exchange = h.read_str(death, "exchange")
+    keys = death.get("routing-keys")
+    key = keys[0] if isinstance(keys, list) and keys else None
+    return queue, exchange, key.decode() if isinstance(key, bytes) else key
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """What the store knows about one dead-lettered message."""
+
+    message_id: str
+    event_type: str
+    consumer: str
+    origin_queue: str | None
+    reason: str
+    error: str
+    attempts: int
+    replays: int
+    dead_lettered_at: datetime | None
+    trace_id: str | None
+    body: bytes
+    headers: dict[str, Any] = field(repr=False)
+    position: int = 0  # 0 is the head of the store
+
+    @classmethod
+    def read(cls, message: AbstractIncomingMessage, position: int) -> StoredMessage:
+        headers = dict(message.headers or {})
+        reason = h.dead_letter_reason(headers)
+        origin = h.read_str(headers, h.ORIGIN_QUEUE) or broker_origin(headers)[0]
+        error = h.read_str(headers, h.LAST_ERROR)
+        if error is None:
+            error = CRASH_LOOP_ERROR if reason == h.DeadLetterReason.DELIVERY_LIMIT else "-"
+        at = _as_datetime(headers.get(h.DEAD_LETTERED_AT)) or _as_datetime(
+            _first_death(headers).get("time")
+        ) or _as_datetime(message.timestamp)
+        return cls(
+            message_id=message.message_id or "(no id)",
+            event_type=message.type or "unknown",
+            consumer=naming.consumer_of_queue(origin or "") or origin or "unknown",
+            origin_queue=origin,
+            reason=reason,
+            error=error,
+            attempts=h.read_int(headers, h.RETRY_COUNT) + 1,
+            replays=h.read_int(headers, h.REPLAY_COUNT),
+            dead_lettered_at=at,
+            trace_id=tracing.trace_id_of(headers),
+            body=message.body,
+            headers=headers,
+            position=position,
+        )
+
+    @property
+    def traceback(self) -> str | None:
+        return h.read_str(self.headers, h.TRACEBACK)
+
+    def age(self, now: datetime) -> timedelta | None:
+        return now - self.dead_lettered_at if self.dead_lettered_at else None
+
+    def body_for_display(self) -> Any:
+        """The body as JSON if it is JSON, else as text, else base64 (never lossy)."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            pass
+        try:
+            return self.body.decode()
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(self.body).decode()}
+
+    def as_dict(self, full: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.message_id,
+            "type": self.event_type,
+            "consumer": self.consumer,
+            "origin_queue": self.origin_queue,
+            "reason": self.reason,
+            "error": self.error,
+            "attempts": self.attempts,
+            "replays": self.replays,
+            "dead_lettered_at": self.dead_lettered_at.isoformat()
+            if self.dead_lettered_at else None,
+            "trace_id": self.trace_id,
+            "position": self.position,
+        }
+        if full:
+            data["traceback"] = self.traceback
+            data["headers"] = {k: _plain(v) for k, v in self.headers.items()}
+            data["body"] = self.body_for_display()
+        return data
+
+
+def _plain(value: Any) -> Any:
+    """Header values (bytes, datetimes, nested x-death tables) as JSON-friendly data."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which stored messages an operation applies to; empty criteria select everything."""
+
+    ids: frozenset[str] = frozenset()
+    consumer: str | None = None
+    event_type: str | None = None
+    reason: str | None = None
+    since: timedelta | None = None  # dead-lettered at most this long ago
+    older_than: timedelta | None = None  # dead-lettered at least this long ago
+
+    @property
+    def is_everything(self) -> bool:
+        return self == Selection()
+
+    def matches(self, stored: StoredMessage, now: datetime) -> bool:
+        if self.ids and stored.message_id not in self.ids:
+            return False
+        if self.consumer and stored.consumer != self.consumer:
+            return False
+        if self.event_type and stored.event_type != self.event_type:
+            return False
+        if self.reason and stored.reason != self.reason:
+            return False
+        age = stored.age(now)
+        if self.since is not None and (age is None or age > self.since):
+            return False
+        return self.older_than is None or (age is not None and age >= self.older_than)

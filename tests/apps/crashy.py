@@ -1,0 +1,31 @@
+"""A test app whose handler kills its own process on a poison event.
+
+``note == "poison"`` -> ``os._exit(17)`` before anything is acked: the way a
+segfaulting C extension or an OOM kill looks to the broker. Every other
+event is journalled to TEST_JOURNAL ("done N") so the test process can see
+what a consumer running as a subprocess handled.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pipeline import App, Consumer
+from tests.support.events import ThingHappened
+
+CRASH_EXIT_CODE = 17
+
+# prefetch 1: only the poison is in flight when the process dies, so no
+# innocent event has its delivery count raised by the crashes.
+consumer = Consumer("crashy", ["things.#"], prefetch=1)
+
+
+@consumer.handler
+async def handle(event: ThingHappened) -> None:
+    if event.note == "poison":
+        os._exit(CRASH_EXIT_CODE)
+    with open(os.environ["TEST_JOURNAL"], "a") as journal:
+        journal.write(f"done {event.n}\n")
+
+
+app = App([consumer])

@@ -1,0 +1,175 @@
+"""The failure policy's decisions and the headers it writes (no broker)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from pipeline import headers as h
+from pipeline.dead_letters import replay_headers, replay_target
+from pipeline.delivery import Delivery
+from pipeline.errors import (
+    InvalidMessageError,
+    PermanentError,
+    TransientError,
+    UnknownEventTypeError,
+)
+from pipeline.failure import DeadLetter, Retry, decide, failure_headers
+from pipeline.settings import PipelineSettings
+from pipeline.store_entry import StoredMessage
+from topology import RetryLadder
+
+LADDER = RetryLadder.parse("1s,5s,30s,5m,30m")
+
+
+@dataclass
+class FakeMessage:
+    """Just the attributes failure_headers reads from an incoming message."""
+
+    headers: dict[str, Any] = field(default_factory=dict)
+    exchange: str = "pipeline.events"
+    routing_key: str = "orders.order.placed"
+    message_id: str = "evt-1"
+    type: str = "orders.order.placed"
+    body: bytes = b""
+    timestamp: datetime | None = None
+
+
+def delivery(headers: dict[str, Any] | None = None, **kwargs: Any) -> Delivery:
+    return Delivery(FakeMessage(headers or {}, **kwargs), "billing", "pipeline.billing")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("retries_so_far", range(5))
+def test_transient_failures_climb_one_rung_per_retry(retries_so_far):
+    decision = decide(TransientError("bank timed out"), retries_so_far, LADDER)
+    assert decision == Retry(LADDER[retries_so_far], retries_so_far + 1)
+
+
+def test_an_unexpected_exception_is_retried_like_a_transient_one():
+    assert decide(KeyError("x"), 0, LADDER) == Retry(LADDER[0], 1)
+
+
+def test_after_the_last_rung_the_message_is_dead_lettered_as_retries_exhausted():
+    assert decide(TransientError("still down"), 5, LADDER) == DeadLetter(
+        h.DeadLetterReason.RETRIES_EXHAUSTED
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (PermanentError("card expired"), h.DeadLetterReason.PERMANENT_ERROR),
+        (InvalidMessageError("not JSON"), h.DeadLetterReason.INVALID_MESSAGE),
+        (UnknownEventTypeError("no handler"), h.DeadLetterReason.UNKNOWN_EVENT_TYPE),
+    ],
+)
+def test_errors_that_retrying_cannot_fix_are_dead_lettered_at_once(error, reason):
+    assert decide(error, 0, LADDER) == DeadLetter(reason)
+    assert decide(error, 3, LADDER) == DeadLetter(reason)
+
+
+def test_an_empty_ladder_dead_letters_the_first_failure():
+    assert decide(TransientError("x"), 0, RetryLadder.parse("")) == DeadLetter(
+        h.DeadLetterReason.RETRIES_EXHAUSTED
+    )
+
+
+def test_failure_headers_record_origin_error_and_times_and_drop_broker_headers():
+    original = {
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "x-death": [{"count": 1, "reason": "expired"}],
+        "x-first-death-queue": "pipeline.billing.retry.1s",
+        "x-delivery-count": 2,
+        "custom": "kept",
+    }
+    try:
+        raise TransientError("bank timed out")
+    except TransientError as exc:
+        headers = failure_headers(delivery(original), exc, PipelineSettings())
+
+    assert not [k for k in headers if k.startswith("x-")]
+    assert headers["custom"] == "kept"
+    assert headers["traceparent"] == original["traceparent"]
+    assert headers[h.LAST_ERROR] == "TransientError: bank timed out"
+    assert "bank timed out" in headers[h.TRACEBACK]
+    assert headers[h.ORIGIN_QUEUE] == "pipeline.billing"
+    assert headers[h.ORIGIN_EXCHANGE] == "pipeline.events"
+    assert headers[h.ORIGIN_ROUTING_KEY] == "orders.order.placed"
+    assert datetime.fromisoformat(headers[h.FIRST_FAILED_AT]).tzinfo == UTC
+    assert headers[h.LAST_FAILED_AT] == headers[h.FIRST_FAILED_AT]
+
+
+def test_a_retried_message_keeps_its_first_failure_time_and_first_origin():
+    # A rung redelivers through the default exchange with the queue name as key.
+    earlier = {
+        h.FIRST_FAILED_AT: "2026-01-01T00:00:00.000+00:00",
+        h.ORIGIN_QUEUE: "pipeline.billing",
+        h.ORIGIN_EXCHANGE: "pipeline.events",
+        h.ORIGIN_ROUTING_KEY: "orders.order.placed",
+        h.RETRY_COUNT: 2,
+    }
+    headers = failure_headers(
+        delivery(earlier, exchange="", routing_key="pipeline.billing"),
+        RuntimeError("again"), PipelineSettings(),
+    )
+    assert headers[h.FIRST_FAILED_AT] == "2026-01-01T00:00:00.000+00:00"
+    assert headers[h.LAST_FAILED_AT] > headers[h.FIRST_FAILED_AT]
+    assert headers[h.ORIGIN_EXCHANGE] == "pipeline.events"
+    assert headers[h.ORIGIN_ROUTING_KEY] == "orders.order.placed"
+
+
+def test_error_and_traceback_headers_are_bounded():
+    settings = PipelineSettings(error_header_bytes=128, traceback_header_bytes=256)
+    headers = failure_headers(delivery(), RuntimeError("x" * 10_000), settings)
+    assert len(headers[h.LAST_ERROR].encode()) <= 128
+    assert len(headers[h.TRACEBACK].encode()) <= 256
+
+
+def test_a_broker_delivery_limit_death_reads_as_our_delivery_limit_reason():
+    # What RabbitMQ 3.10 writes when a quorum queue's delivery limit is hit
+    # (observed on this broker; 4.x adds x-last-death-*).
+    broker = {
+        "x-death": [{"count": 1, "reason": "delivery_limit", "queue": "pipeline.crashy"}],
+        "x-first-death-queue": "pipeline.crashy",
+        "x-first-death-reason": "delivery_limit",
+    }
+    assert h.dead_letter_reason(broker) == "delivery-limit"
+    assert h.dead_letter_reason({h.DEAD_LETTER_REASON: "permanent-error"}) == "permanent-error"
+    assert h.dead_letter_reason({}) == "unknown"
+
+
+def test_a_replay_starts_the_failure_bookkeeping_afresh_and_counts_replays():
+    dead = {
+        h.RETRY_COUNT: 5, h.LAST_ERROR: "TransientError: down", h.TRACEBACK: "...",
+        h.DEAD_LETTER_REASON: "retries-exhausted", h.DEAD_LETTERED_AT: "2026-01-01T00:00:01Z",
+        h.FIRST_FAILED_AT: "2026-01-01T00:00:00Z", h.ORIGIN_QUEUE: "pipeline.billing",
+        h.REPLAY_COUNT: 1, "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    }
+    headers = replay_headers(dead)
+    assert not set(headers) & set(h.FAILURE_HEADERS)
+    assert headers[h.REPLAY_COUNT] == 2
+    assert headers[h.FIRST_FAILED_AT] == "2026-01-01T00:00:00Z"  # history is kept
+    assert headers[h.ORIGIN_QUEUE] == "pipeline.billing"
+
+
+def test_a_broker_dead_letter_replays_to_the_queue_the_broker_names():
+    # A crash-loop message never passed through failure.py: only x- headers.
+    broker = {
+        "x-death": [{"count": 1, "reason": "delivery_limit", "queue": "pipeline.crashy",
+                     "exchange": "pipeline.events", "routing-keys": ["things.thing.happened"]}],
+        "x-first-death-queue": "pipeline.crashy",
+        "x-first-death-reason": "delivery_limit",
+        "x-first-death-exchange": "pipeline.events",
+    }
+    stored = StoredMessage.read(FakeMessage(broker, body=b"{}"), 0)  # type: ignore[arg-type]
+    assert stored.reason == "delivery-limit"
+    assert stored.consumer == "crashy"
+    assert replay_target(stored) == "pipeline.crashy"
+    headers = replay_headers(broker)
+    assert not [k for k in headers if k.startswith("x-")]
+    assert headers[h.ORIGIN_QUEUE] == "pipeline.crashy"
+    assert headers[h.ORIGIN_ROUTING_KEY] == "things.thing.happened"
+    assert headers[h.REPLAY_COUNT] == 1
