@@ -1,0 +1,129 @@
+"""``pipeline status [--watch] [--json] [--max-stored N]``: is everything flowing?
+
+Prints, per consumer, its queue (ready, unacked, consumers attached, rates)
+and each rung of its retry ladder, then the dead-letter store (depth and the
+age of its oldest message) and the admin notifier's queues. Exits 0 when
+nothing is wrong and 6 when ``pipeline.status`` found a problem, so it can run
+as a check from cron or CI; 3 when the management API cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from pipeline.commands.output import console, print_json
+from pipeline.commands.topology import load_topology
+from pipeline.settings import PipelineSettings
+from pipeline.status import QueueState, StatusReport, read_status
+from topology import Topology
+
+EXIT_OK = 0
+EXIT_PROBLEM = 6  # the same code as pipeline/cli.py EXIT_PROBLEM
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "status", help="queue depths, consumers, rates, rungs and the dead-letter store"
+    )
+    parser.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--max-stored", type=int, default=0, metavar="N",
+        help="dead letters the store may hold before it counts as a problem (default 0)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    # httpx logs every request at INFO: one line per refresh would cover the screen.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    topology = load_topology(settings)
+    if args.watch:
+        return asyncio.run(_watch(args, settings, topology))
+    report = asyncio.run(read_status(settings, topology, args.max_stored))
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        console().print(render(report))
+    return EXIT_OK if report.is_ok else EXIT_PROBLEM
+
+
+async def _watch(args: argparse.Namespace, settings: PipelineSettings, topology: Topology) -> int:
+    """Redraw every ``--interval`` seconds; on Ctrl-C exit with the last snapshot's code."""
+    report = await read_status(settings, topology, args.max_stored)
+    with Live(render(report), console=console(), auto_refresh=False) as live:
+        try:
+            while True:
+                await asyncio.sleep(max(0.2, args.interval))
+                report = await read_status(settings, topology, args.max_stored)
+                live.update(render(report), refresh=True)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            pass
+    return EXIT_OK if report.is_ok else EXIT_PROBLEM
+
+
+def render(report: StatusReport) -> RenderableType:
+    """The one screen: a table of queues, then the problems (or that all is well)."""
+    taken = time.strftime("%H:%M:%S", time.localtime(report.taken_at))
+    table = Table(title=f"Pipeline status, vhost {report.vhost!r} at {taken}",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("queue", no_wrap=True)
+    # Short headers: the table must fit an 80-column terminal.
+    for column in ("ready", "unack", "cons", "in/s", "out/s", "ack/s"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for consumer in report.consumers:
+        _row(table, consumer.queue, consumer.queue.name, warn_idle=True)
+        for label, rung in consumer.rungs:
+            _row(table, rung, f"  └ retry {label}")
+    table.add_section()
+    _row(table, report.store, report.store.name)
+    _row(table, report.notifier, report.notifier.name, warn_idle=True)
+    _row(table, report.parked, report.parked.name)
+    store = Text(f"dead-letter store: {report.store.messages} stored, oldest "
+                 f"{_age(report.store_oldest_age_s)}")
+    if report.is_ok:
+        verdict = Text("OK: everything is flowing", style="bold green")
+    else:
+        verdict = Text(f"{len(report.problems)} problem(s):", style="bold red")
+        for problem in report.problems:
+            verdict.append(f"\n  [{problem.code}] {problem.message}", style="red")
+    return Group(table, store, verdict)
+
+
+def _row(table: Table, state: QueueState, label: str, warn_idle: bool = False) -> None:
+    if not state.exists:
+        table.add_row(Text(label, style="red"), *["-"] * 6)  # listed under the problems
+        return
+    idle = warn_idle and state.ready > 0 and state.consumers == 0
+    table.add_row(
+        label,
+        str(state.ready),
+        str(state.unacked),
+        Text(str(state.consumers), style="bold red" if idle else ""),
+        f"{state.in_rate:.1f}",
+        f"{state.out_rate:.1f}",
+        f"{state.ack_rate:.1f}",
+    )
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"

@@ -1,0 +1,200 @@
+"""Is everything flowing? One snapshot of the pipeline's queues, and what is wrong.
+
+Read from the management API (``pipeline status`` prints it). A problem is
+one of these, each with what to do (docs/operations.md):
+
+    missing-queue        the topology declares queues the broker does not have
+    no-consumer          a consumer's queue (or the notifier's) has ready messages
+                         and no consumer attached
+    dead-letters-stored  the dead-letter store holds more than ``max_stored``
+    store-growing        events reached the store during the broker's last
+                         sampling window (its publish rate is above 0)
+    notices-parked       the admin notifier parked notices it could not deliver
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import httpx
+
+from pipeline.errors import ConfigurationError
+from pipeline.management import ManagementClient
+from pipeline.settings import PipelineSettings
+from topology import RetryLadder, Topology, naming
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """One queue as the broker reports it (rates in messages per second)."""
+
+    name: str
+    exists: bool = True
+    ready: int = 0
+    unacked: int = 0
+    consumers: int = 0
+    in_rate: float = 0.0  # published into the queue
+    out_rate: float = 0.0  # delivered to consumers (or fetched)
+    ack_rate: float = 0.0
+    head_timestamp: float | None = None  # AMQP timestamp of the oldest message (classic only)
+
+    @property
+    def messages(self) -> int:
+        return self.ready + self.unacked
+
+    @classmethod
+    def from_api(cls, listed: dict[str, Any] | None, name: str) -> QueueState:
+        if listed is None:
+            return cls(name, exists=False)
+        stats = listed.get("message_stats") or {}
+
+        def rate(key: str) -> float:
+            return float((stats.get(f"{key}_details") or {}).get("rate") or 0.0)
+
+        # A quorum queue may report no numbers for its first few seconds.
+        return cls(
+            name,
+            ready=int(listed.get("messages_ready") or 0),
+            unacked=int(listed.get("messages_unacknowledged") or 0),
+            consumers=int(listed.get("consumers") or 0),
+            in_rate=rate("publish"),
+            out_rate=rate("deliver_get"),
+            ack_rate=rate("ack"),
+            head_timestamp=listed.get("head_message_timestamp"),
+        )
+
+
+@dataclass(frozen=True)
+class ConsumerStatus:
+    name: str
+    queue: QueueState
+    rungs: tuple[tuple[str, QueueState], ...]  # (label, state), in ladder order
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    queue: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A snapshot of every queue the topology declares, plus the problems found."""
+
+    vhost: str
+    consumers: tuple[ConsumerStatus, ...]
+    notifier: QueueState
+    parked: QueueState
+    store: QueueState
+    store_oldest_age_s: float | None
+    problems: tuple[Problem, ...] = field(default_factory=tuple)
+    taken_at: float = field(default_factory=time.time)
+
+    @property
+    def is_ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.is_ok
+        for consumer in data["consumers"]:
+            consumer["rungs"] = [{"label": label, **state} for label, state in consumer["rungs"]]
+        return data
+
+
+async def read_status(
+    settings: PipelineSettings, topology: Topology, max_stored: int = 0
+) -> StatusReport:
+    """Ask the management API about every queue in ``topology``.
+
+    Raises ``BrokerUnreachableError`` when the API does not answer and
+    ``ConfigurationError`` when the vhost does not exist.
+    """
+    async with ManagementClient(settings) as api:
+        try:
+            listed = {q["name"]: q for q in await api.queues()}
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                raise ConfigurationError(
+                    f"vhost {settings.vhost!r} does not exist on the broker; create it or fix "
+                    "PIPELINE_AMQP_URL, then run `pipeline topology apply`"
+                ) from None
+            raise
+    return build_report(settings.vhost, topology, settings.ladder, listed, max_stored)
+
+
+def build_report(
+    vhost: str,
+    topology: Topology,
+    ladder: RetryLadder,
+    listed: dict[str, dict[str, Any]],
+    max_stored: int = 0,
+    now: float | None = None,
+) -> StatusReport:
+    """The report for the broker's queue listing ``listed`` (name -> API object)."""
+    now = time.time() if now is None else now
+
+    def state(name: str) -> QueueState:
+        return QueueState.from_api(listed.get(name), name)
+
+    consumers = tuple(
+        ConsumerStatus(
+            q.consumer,
+            state(q.name),
+            tuple((r.label, state(naming.retry_queue(q.consumer, r.label))) for r in ladder),
+        )
+        for q in topology.queues
+        if q.role == "consumer" and q.consumer is not None
+    )
+    store = state(naming.DEAD_LETTER_STORE)
+    oldest = None if store.head_timestamp is None else max(0.0, now - store.head_timestamp)
+    report = StatusReport(
+        vhost, consumers, state(naming.ADMIN_NOTIFIER_QUEUE),
+        state(naming.ADMIN_NOTIFIER_PARKED), store, oldest, taken_at=now,
+    )
+    declared = {q.name for q in topology.queues}
+    problems = _problems(report, declared, max_stored)
+    return replace(report, problems=problems)
+
+
+def _problems(report: StatusReport, declared: set[str], max_stored: int) -> tuple[Problem, ...]:
+    found: list[Problem] = []
+    every = [c.queue for c in report.consumers] + [s for c in report.consumers for _, s in c.rungs]
+    every += [report.notifier, report.parked, report.store]
+    missing = [q.name for q in every if q.name in declared and not q.exists]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        shown = ", ".join(missing[:3]) + more
+        found.append(Problem("missing-queue", ",".join(missing),
+                             f"{shown} do not exist: run `pipeline topology apply`"))
+    for name, queue in [(c.name, c.queue) for c in report.consumers] + [
+        (naming.ADMIN_NOTIFIER, report.notifier)
+    ]:
+        if queue.exists and queue.ready > 0 and queue.consumers == 0:
+            found.append(Problem(
+                "no-consumer", queue.name,
+                f"{queue.ready} messages wait in {queue.name} and no consumer is attached: "
+                f"start `python -m consumers {name}`",
+            ))
+    store = report.store
+    if store.exists and store.messages > max_stored:
+        found.append(Problem(
+            "dead-letters-stored", store.name,
+            f"{store.messages} dead letters are stored (allowed: {max_stored}): "
+            "see `pipeline dead-letters list`, then replay or purge them",
+        ))
+    if store.exists and store.in_rate > 0:
+        found.append(Problem(
+            "store-growing", store.name,
+            f"events are being dead-lettered right now ({store.in_rate:.2f}/s)",
+        ))
+    if report.parked.exists and report.parked.messages > 0:
+        found.append(Problem(
+            "notices-parked", report.parked.name,
+            f"{report.parked.messages} notices could not be delivered by the admin notifier: "
+            "check its sink settings and logs",
+        ))
+    return tuple(found)
