@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DURATION ?= 0
 
-.PHONY: run test setup broker lint typecheck check bench clean
+.PHONY: run test setup broker lint typecheck check bench bench-smoke clean
 
 $(BIN)/pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ broker:
 
 ## The live demo: consumers, admin notifier, a producer, a live table (Ctrl-C stops it).
 run: setup broker
-	$(BIN)/pipeline demo --duration $(DURATION)
+	$(BIN)/pipeline demo --fast-ladder --duration $(DURATION)
 
 ## The test suite against the real broker (each test in its own vhost).
 test: setup broker
@@ -32,6 +32,14 @@ typecheck: setup
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+## Our pipeline vs raw aio-pika in one run (< 10 min): table + bench/results/latest.json.
+bench: setup broker
+	$(BIN)/python -m bench --json bench/results/latest.json
+
+## The same with tiny counts (CI runs it through tests/e2e/test_bench_smoke.py).
+bench-smoke: setup broker
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -10,6 +10,7 @@ from pipeline.lifecycle import EXIT_CONFIG
 from pipeline.logs import configure_logging
 from pipeline.service import serve
 from pipeline.settings import PipelineSettings
+from pipeline.telemetry import configure_tracing
 
 
 def main(argv: list[str]) -> int:
@@ -22,7 +23,12 @@ def main(argv: list[str]) -> int:
             names = f"(cannot load the registry: {exc})"
         print(f"usage: python -m consumers NAME   (one of: {names})", file=sys.stderr)
         return EXIT_CONFIG
-    return serve(settings, argv[0])
+    telemetry = configure_tracing(settings, component=argv[0])
+    try:
+        return serve(settings, argv[0])
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()  # export the last spans before the process ends
 
 
 if __name__ == "__main__":

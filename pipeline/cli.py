@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from pipeline.commands import consume, demo, publish, topology
+from pipeline.commands import dead_letters as dead_letters_command
+from pipeline.commands import status as status_command
 from pipeline.commands.output import fail
 from pipeline.errors import (
     BrokerUnreachableError,
@@ -32,6 +34,7 @@ from pipeline.errors import (
 from pipeline.lifecycle import EXIT_CONFIG, EXIT_ERROR, EXIT_TOPOLOGY, EXIT_UNREACHABLE
 from pipeline.logs import configure_logging
 from pipeline.settings import PipelineSettings
+from pipeline.telemetry import configure_tracing
 from topology import TopologyMismatchError
 
 EXIT_UNCONFIRMED = 5
@@ -48,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default=os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (topology, publish, consume, demo):
+    for module in (topology, publish, consume, demo, dead_letters_command, status_command):
         module.register(subparsers)
     return parser
 
@@ -62,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = exc.errors()[0]
         fail(f"setting PIPELINE_{str(first['loc'][0]).upper()} is invalid: {first['msg']}")
         return EXIT_CONFIG
+    telemetry = configure_tracing(settings)
     try:
         return int(args.run(args, settings))
     except (ConfigurationError, InvalidMessageError) as exc:
@@ -81,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:
         log.exception("unexpected error; please report it with this traceback")
         return EXIT_ERROR
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()  # export the last spans before the process ends
 
 
 if __name__ == "__main__":

@@ -2,12 +2,15 @@
 
 ``connect_robust`` reconnects and restores channels, queues and consumers on
 its own once a first connection exists; tenacity only covers the first one,
-when the broker may still be starting (compose, CI).
+when the broker may still be starting (compose, CI). After that,
+``connection_watch`` backs the reconnect wait off with the outage and logs
+one line when the connection is lost, restored, blocked or unblocked.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
@@ -20,6 +23,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from pipeline.connection_watch import BackoffRobustConnection, watch
 from pipeline.errors import BrokerUnreachableError
 from pipeline.settings import PipelineSettings
 
@@ -29,6 +33,9 @@ log = logging.getLogger(__name__)
 def _is_retryable(exc: BaseException) -> bool:
     # Wrong credentials will not fix themselves; a starting broker will.
     if isinstance(exc, AuthenticationError | ProbableAuthenticationError):
+        return False
+    # Neither will a certificate that does not verify against our CA.
+    if isinstance(exc, ssl.SSLError):
         return False
     return isinstance(exc, AMQPConnectionError | OSError | ConnectionError)
 
@@ -55,9 +62,15 @@ async def connect(settings: PipelineSettings, name: str) -> AbstractRobustConnec
     try:
         async for attempt in retrying:
             with attempt:
-                return await aio_pika.connect_robust(
-                    url, client_properties={"connection_name": name}
+                connection = await aio_pika.connect_robust(
+                    url,
+                    client_properties={"connection_name": name},
+                    connection_class=BackoffRobustConnection,
+                    reconnect_interval=settings.reconnect_interval_s,
                 )
+                return watch(connection, name, settings.broker_address)
+    except ssl.SSLError as exc:
+        raise BrokerUnreachableError(_tls_failed(settings, exc)) from None
     except RetryError as exc:
         cause = exc.last_attempt.exception()
         raise BrokerUnreachableError(_unreachable(settings, cause)) from None
@@ -74,6 +87,15 @@ def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return "unknown error"
     return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:200]
+
+
+def _tls_failed(settings: PipelineSettings, exc: ssl.SSLError) -> str:
+    reason = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+    return (
+        f"TLS handshake with RabbitMQ at {settings.broker_address} failed: {reason}. "
+        "Check that cafile= in PIPELINE_AMQP_URL names the CA that signed the broker's "
+        "certificate and that the certificate is valid for this host name"
+    )
 
 
 def _unreachable(settings: PipelineSettings, cause: BaseException | None) -> str:

@@ -17,6 +17,8 @@ class EventDispatcher:
 
     def __init__(self, consumer: Consumer) -> None:
         self._consumer = consumer
+        # Route.handler_name is computed on each access; a route never changes.
+        self._handler_names: dict[str, str] = {}
 
     async def __call__(self, delivery: Delivery) -> None:
         cloud_event = envelope.decode(delivery.message.body)
@@ -29,7 +31,10 @@ class EventDispatcher:
                 f"{cloud_event.type!r} (it handles: {known}); check its binding patterns"
             )
         event = envelope.read_data(cloud_event, route.model)
-        with tracing.handler_span(route.event_type, route.handler_name) as span:
+        handler_name = self._handler_names.get(route.event_type)
+        if handler_name is None:
+            handler_name = self._handler_names[route.event_type] = route.handler_name
+        with tracing.handler_span(route.event_type, handler_name) as span:
             try:
                 await route.handler(event)
             except Exception as exc:

@@ -15,14 +15,17 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.connection import connect
 from pipeline.consumer import Consumer
 from pipeline.dispatch import EventDispatcher
+from pipeline.drift import refuse_dangerous_drift
 from pipeline.errors import BrokerUnreachableError, ConfigurationError, TopologyDriftError
 from pipeline.failure import FailurePolicy, LadderPolicy
+from pipeline.health import Readiness, serving_health
+from pipeline.metrics import MetricsMiddleware, PipelineMetrics
 from pipeline.middleware import ConsumeMiddleware
 from pipeline.outbound import ExchangeCache
 from pipeline.settings import PipelineSettings
@@ -51,17 +54,26 @@ class WorkerPlan:
     processor: Processor
     failure: PolicyFactory
     middlewares: Sequence[ConsumeMiddleware] = field(default_factory=tuple)
+    metrics: PipelineMetrics = field(default_factory=PipelineMetrics)  # served on /metrics
+    # Called once consuming has stopped, before draining: a processor that holds
+    # deliveries (the notifier's grouping window) settles them here.
+    on_stop: Callable[[], Awaitable[None]] | None = None
 
 
 def plan_for(consumer: Consumer, settings: PipelineSettings) -> WorkerPlan:
     """The plan for an event consumer: CloudEvents dispatch + the retry ladder."""
+    metrics = PipelineMetrics()
     return WorkerPlan(
         consumer=consumer.name,
         queue=consumer.queue,
         prefetch=consumer.prefetch or settings.prefetch,
         processor=EventDispatcher(consumer),
         failure=LadderPolicy,
-        middlewares=(TracingMiddleware(),),
+        middlewares=(
+            MetricsMiddleware(metrics, settings.ladder, consumer.routes),
+            TracingMiddleware(),
+        ),
+        metrics=metrics,
     )
 
 
@@ -101,8 +113,10 @@ async def run_worker(
     if stop is None:
         stop = StopSignal()
         stop.install()
+    probe = Readiness()
     try:
-        return await _run(settings, plan, topology, stop)
+        async with serving_health(settings, probe, plan.metrics, topology.queues):
+            return await _run(settings, plan, topology, stop, probe)
     except ConfigurationError as exc:
         log.error("configuration error: %s", exc)
         return EXIT_CONFIG
@@ -115,23 +129,31 @@ async def run_worker(
 
 
 async def _run(
-    settings: PipelineSettings, plan: WorkerPlan, topology: Topology, stop: StopSignal
+    settings: PipelineSettings,
+    plan: WorkerPlan,
+    topology: Topology,
+    stop: StopSignal,
+    probe: Readiness,
 ) -> int:
     connection = await connect(settings, f"{settings.service_name}.{plan.consumer}")
+    probe.watch("connected", connection.connected.is_set)  # cleared while reconnecting
     try:
         await apply_topology(connection, topology)
+        await refuse_dangerous_drift(settings, topology)  # policies can undo our arguments
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        policy = plan.failure(ExchangeCache(channel), settings)
+        probe.mark("topology")
+        policy = plan.failure(ExchangeCache(channel, plan.metrics.observe_confirm), settings)
         worker = Worker(channel, plan.consumer, plan.queue, plan.processor, policy,
                         plan.middlewares)
         await worker.start(plan.prefetch)
+        probe.watch("consuming", lambda: worker.is_consuming)  # false once draining
         log.info(
             "consumer %s consuming %s on %s (prefetch %d, retry ladder %s)",
             plan.consumer, plan.queue, settings.safe_amqp_url, plan.prefetch, settings.ladder,
         )
         started = time.monotonic()
         await stop.stop.wait()
-        await _shut_down(worker, settings.shutdown_timeout_s, stop)
+        await _shut_down(worker, settings.shutdown_timeout_s, stop, plan.on_stop)
         log.info(
             "consumer %s stopped after %.0fs: %s",
             plan.consumer, time.monotonic() - started, _counters_line(worker),
@@ -142,8 +164,18 @@ async def _run(
             await connection.close()
 
 
-async def _shut_down(worker: Worker, timeout_s: float, stop: StopSignal) -> None:
+async def _shut_down(
+    worker: Worker,
+    timeout_s: float,
+    stop: StopSignal,
+    on_stop: Callable[[], Awaitable[None]] | None,
+) -> None:
     await worker.stop_consuming()
+    if on_stop is not None:
+        try:
+            await on_stop()
+        except Exception:
+            log.exception("stop hook of %s failed; draining anyway", worker.consumer)
     drained = asyncio.ensure_future(worker.drain(timeout_s))
     forced = asyncio.ensure_future(stop.force.wait())
     await asyncio.wait({drained, forced}, return_when=asyncio.FIRST_COMPLETED)

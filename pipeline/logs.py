@@ -34,3 +34,5 @@ def configure_logging(level: str = "INFO") -> None:
     # length; our own lines say the same once, with what to do about it.
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
     logging.getLogger("aio_pika").setLevel(logging.CRITICAL)
+    # httpx logs every management API request at INFO.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 from aio_pika import Message
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aiormq import spec
 
 from pipeline import envelope, tracing
 from pipeline.connection import connect
@@ -37,6 +39,34 @@ def build_message(
         app_id=cloud_event.source,
         timestamp=cloud_event.time or datetime.now().astimezone(),
     )
+
+
+def message_properties(
+    cloud_event: envelope.CloudEvent, headers: dict[str, Any]
+) -> spec.Basic.Properties:
+    """The AMQP properties of ``build_message``, built without an aio-pika ``Message``.
+
+    ``Message.__init__`` validates and converts each field through a locked
+    ``__setattr__``; on the publish path that is a tenth of the client's CPU
+    per message with pipelined confirms (docs/performance.md). The frame on
+    the wire is the same (tests/unit/test_message_properties.py).
+    """
+    return spec.Basic.Properties(
+        content_type=envelope.CONTENT_TYPE,
+        headers=headers,
+        delivery_mode=PERSISTENT,
+        priority=0,
+        message_id=cloud_event.id,
+        timestamp=cloud_event.time or datetime.now().astimezone(),
+        message_type=cloud_event.type,
+        app_id=cloud_event.source,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    body: bytes
+    properties: spec.Basic.Properties
 
 
 class Publisher:
@@ -114,8 +144,9 @@ class Publisher:
             )
         exchange = naming.EVENTS_EXCHANGE
         with tracing.publish_span("publish", exchange, routing_key, cloud_event.id):
-            message = build_message(cloud_event, body, headers)
-            tracing.inject(message.headers)
+            message_headers = dict(headers or {})
+            tracing.inject(message_headers)
+            message = _Encoded(body, message_properties(cloud_event, message_headers))
             await send_confirmed(
                 self._exchanges, exchange, routing_key, message, self._settings.confirm_timeout_s
             )
@@ -129,11 +160,17 @@ class Publisher:
         ``BatchPublishError`` listing exactly which ids were not confirmed
         (``failed``) and which were (``confirmed``).
         """
-        items = [item if isinstance(item, tuple) else (item, item.event_type) for item in events]
+        # An Event's own event_type was validated when its class was defined;
+        # only explicit routing keys need checking here.
+        items = [
+            (item[0], validate_event_type(item[1])) if isinstance(item, tuple)
+            else (item, item.event_type)
+            for item in events
+        ]
         prepared = []
         for event, key in items:
             cloud_event = envelope.wrap(event, self._settings.service_name)
-            prepared.append((cloud_event, envelope.encode(cloud_event), validate_event_type(key)))
+            prepared.append((cloud_event, envelope.encode(cloud_event), key))
         results = await asyncio.gather(
             *(self.publish_raw(ce, body, key) for ce, body, key in prepared),
             return_exceptions=True,

@@ -7,6 +7,7 @@ CLI, a test fixture) and pass it down; nothing else reads the environment.
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -51,10 +52,35 @@ class PipelineSettings(BaseSettings):
     )
     confirm_timeout_s: float = Field(10.0, gt=0, description="wait for a publisher confirm")
     connect_timeout_s: float = Field(30.0, gt=0, description="keep retrying the first connect")
+    reconnect_interval_s: float = Field(
+        1.0, gt=0, description="first wait before reconnecting; grows with the outage to 15s"
+    )
     shutdown_timeout_s: float = Field(30.0, ge=0, description="drain in-flight handlers on stop")
     max_message_bytes: int = Field(1_048_576, ge=1024, description="refuse bigger events")
     error_header_bytes: int = Field(2048, ge=128, description="cap for error text in headers")
     traceback_header_bytes: int = Field(8192, ge=256, description="cap for traceback headers")
+    # Off by default so several local consumers never fight over one port;
+    # the image sets 8000 (docs/operations.md).
+    health_port: int = Field(
+        0, ge=0, le=65535, description="/healthz, /readyz, /metrics port; 0 disables"
+    )
+    health_host: str = Field("127.0.0.1", description="address the health server binds")
+    # Tracing exporters come from the standard OTEL_* variables (docs/tracing.md);
+    # this file is ours: spans as JSON lines, for the demo and tests.
+    trace_file: Path | None = Field(None, description="append finished spans here as JSON lines")
+    # The admin notifier (docs/dead-letters.md): where notices go and how they are grouped.
+    notifier_sinks: str = Field("log", description="comma-separated: log, webhook, email")
+    notifier_webhook_url: SecretStr | None = Field(None, description="POST target (Slack-style)")
+    notifier_smtp_host: str = Field("localhost", description="SMTP server for the email sink")
+    notifier_smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port")
+    notifier_smtp_starttls: bool = Field(False, description="upgrade the SMTP session with TLS")
+    notifier_smtp_user: str | None = Field(None, description="SMTP login, if the server wants one")
+    notifier_smtp_password: SecretStr | None = Field(None, description="SMTP password")
+    notifier_smtp_from: str = Field("pipeline@localhost", description="sender of notice mails")
+    notifier_smtp_to: str = Field("", description="comma-separated recipients of notice mails")
+    notifier_group_window_s: float = Field(60.0, gt=0, description="group equal failures this long")
+    notifier_prefetch: int = Field(1000, ge=1, le=65535, description="dead letters held per window")
+    notifier_send_attempts: int = Field(4, ge=1, description="tries per sink before parking")
 
     @field_validator("retry_delays")
     @classmethod

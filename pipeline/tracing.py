@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, MutableMapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -92,6 +92,15 @@ def _is_sdk_absent() -> bool:
     return isinstance(trace.get_tracer_provider(), _NO_SDK)
 
 
+def _non_recording(context: otel_context.Context | None) -> AbstractContextManager[Span]:
+    if context is None:
+        current = trace.get_current_span()
+        if isinstance(current, trace.NonRecordingSpan):
+            # The no-op tracer would make this very span current again.
+            return nullcontext(current)
+    return _NonRecordingSpan(context)
+
+
 def inject(headers: MutableMapping[str, Any]) -> None:
     """Write the current trace context (traceparent, tracestate, baggage) into headers.
 
@@ -147,7 +156,7 @@ def publish_span(
     """
     context = otel_context.Context() if new_trace else None
     if _is_sdk_absent():
-        return _NonRecordingSpan(context)
+        return _non_recording(context)
     attrs = _attributes(
         "send", destination if exchange is None else exchange, routing_key, message_id
     )
@@ -198,7 +207,7 @@ def process_span(
 def handler_span(event_type: str, handler_name: str) -> AbstractContextManager[Span]:
     """An INTERNAL span around the user's handler; its exception is recorded here."""
     if _is_sdk_absent():
-        return _NonRecordingSpan(None)
+        return _non_recording(None)
     return _tracer().start_as_current_span(
         f"handle {event_type}",
         kind=SpanKind.INTERNAL,

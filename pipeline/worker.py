@@ -45,13 +45,13 @@ class Worker:
         self._handle: CallNext = chain(middlewares, self._settle)
         self._queue: AbstractQueue | None = None
         self._tag: ConsumerTag | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight = 0  # deliveries between arrival and settling
         self._idle = asyncio.Event()
         self._idle.set()
 
     @property
     def in_flight(self) -> int:
-        return len(self._in_flight)
+        return self._in_flight
 
     @property
     def is_consuming(self) -> bool:
@@ -81,9 +81,7 @@ class Worker:
         return True
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._in_flight.add(task)
+        self._in_flight += 1
         self._idle.clear()
         delivery = Delivery(message, self.consumer, self.queue_name)
         try:
@@ -96,7 +94,7 @@ class Worker:
             if delivery.outcome is None:
                 await self._settle_failure(delivery, RuntimeError("consume middleware failed"))
         finally:
-            self._in_flight.discard(task)
+            self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
 

@@ -13,6 +13,9 @@ from tests.support.broker import BrokerEndpoint, NoBrokerError, find_broker, vho
 
 SHORT_LADDER = "100ms,200ms,300ms"
 
+# The `spans` fixture: finished spans of the running test (tracing on, in memory).
+pytest_plugins = ("tests.support.spans",)
+
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[BrokerEndpoint]:
