@@ -8,11 +8,10 @@ and raised otherwise" holds everywhere in one place.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import struct
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 import aiormq
@@ -135,23 +134,39 @@ async def _publish(
     if channel.is_closed:
         raise ChannelInvalidStateError(f"{channel!r} closed")
     underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
-    async with _one_per_message_id(underlay, message.properties.message_id):
+    properties = message.properties
+    message_id = properties.message_id or ""
+    # One unsettled publish per message id and channel (see _unsettled_ids);
+    # aiormq gives a message without an id a random one: no twin possible.
+    unsettled = _unsettled_ids(underlay) if message_id else None
+    if unsettled is not None:
+        while message_id in unsettled:
+            waiting = unsettled[message_id]
+            if waiting is None:
+                waiting = unsettled[message_id] = asyncio.Event()
+            await waiting.wait()
+        unsettled[message_id] = None
+    try:
         await underlay.basic_publish(
             message.body, exchange=exchange, routing_key=routing_key,
-            properties=message.properties, mandatory=True, timeout=timeout_s, wait=False,
+            properties=properties, mandatory=True, timeout=timeout_s, wait=False,
         )
+    finally:
+        if unsettled is not None:
+            waiting = unsettled.pop(message_id)
+            if waiting is not None:
+                waiting.set()
 
 
-# Per aiormq channel: message ids with a publish awaiting its confirm or return.
-_UNSETTLED: weakref.WeakKeyDictionary[aiormq.Channel, dict[str, asyncio.Event]] = (
+# Per aiormq channel: message ids with a publish awaiting its confirm or return,
+# each with the Event its twins wait on (created only when a twin shows up).
+_UNSETTLED: weakref.WeakKeyDictionary[aiormq.Channel, dict[str, asyncio.Event | None]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-@contextlib.asynccontextmanager
-async def _one_per_message_id(channel: aiormq.Channel, message_id: str | None,
-                              ) -> AsyncIterator[None]:
-    """Let one publish per message id be unsettled on a channel at a time.
+def _unsettled_ids(channel: aiormq.Channel) -> dict[str, asyncio.Event | None]:
+    """The message ids of ``channel``'s unsettled publishes: one per id at a time.
 
     A basic.return carries no delivery tag, so aiormq finds the publish it
     belongs to by message id. With two unsettled publishes sharing an id the
@@ -160,19 +175,15 @@ async def _one_per_message_id(channel: aiormq.Channel, message_id: str | None,
     tests/faults/test_fuzz.py). Twins (duplicates, replays, foreign
     publishers' ids) therefore go one after the other. aiormq gives a
     message without an id a random one, so those need no wait.
+
+    A publish claims its id with ``None``; a twin swaps in an Event and waits
+    on it, and the publish sets whatever it finds when it pops its id. The
+    usual publish, without a twin, so makes no Event: this runs per message.
     """
-    if not message_id:
-        yield
-        return
-    unsettled = _UNSETTLED.setdefault(channel, {})
-    while (earlier := unsettled.get(message_id)) is not None:
-        await earlier.wait()
-    settled = unsettled[message_id] = asyncio.Event()
-    try:
-        yield
-    finally:
-        del unsettled[message_id]
-        settled.set()
+    unsettled = _UNSETTLED.get(channel)
+    if unsettled is None:
+        unsettled = _UNSETTLED.setdefault(channel, {})
+    return unsettled
 
 
 def copy_message(original: AbstractIncomingMessage, headers: dict[str, Any]) -> Message:

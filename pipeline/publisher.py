@@ -160,28 +160,29 @@ class Publisher:
         ``BatchPublishError`` listing exactly which ids were not confirmed
         (``failed``) and which were (``confirmed``).
         """
-        # An Event's own event_type was validated when its class was defined;
-        # only explicit routing keys need checking here.
-        items = [
-            (item[0], validate_event_type(item[1])) if isinstance(item, tuple)
-            else (item, item.event_type)
-            for item in events
-        ]
         prepared = []
-        for event, key in items:
+        for item in events:
+            # An Event's own event_type was validated when its class was
+            # defined; only explicit routing keys need checking here.
+            if isinstance(item, tuple):
+                event, key = item[0], validate_event_type(item[1])
+            else:
+                event, key = item, item.event_type
             cloud_event = envelope.wrap(event, self._settings.service_name)
             prepared.append((cloud_event, envelope.encode(cloud_event), key))
-        results = await asyncio.gather(
-            *(self.publish_raw(ce, body, key) for ce, body, key in prepared),
-            return_exceptions=True,
-        )
+        ids = [cloud_event.id for cloud_event, _, _ in prepared]
+        sends = [self.publish_raw(ce, body, key) for ce, body, key in prepared]
+        # Only the sends hold the envelopes now, each until its confirm: fewer
+        # objects live through the batch, fewer for the cyclic GC to promote.
+        del prepared
+        results = await asyncio.gather(*sends, return_exceptions=True)
         confirmed: list[str] = []
         failed: dict[str, PublishError] = {}
-        for (cloud_event, _, _), result in zip(prepared, results, strict=True):
+        for event_id, result in zip(ids, results, strict=True):
             if result is None:
-                confirmed.append(cloud_event.id)
+                confirmed.append(event_id)
             elif isinstance(result, PublishError):
-                failed[cloud_event.id] = result
+                failed[event_id] = result
             else:
                 raise result  # a bug, not a broker answer: do not hide it
         if failed:

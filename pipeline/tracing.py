@@ -92,9 +92,14 @@ def _is_sdk_absent() -> bool:
     return isinstance(trace.get_tracer_provider(), _NO_SDK)
 
 
+_OUTSIDE_ANY_TRACE: AbstractContextManager[Span] = nullcontext(trace.INVALID_SPAN)
+
+
 def _non_recording(context: otel_context.Context | None) -> AbstractContextManager[Span]:
     if context is None:
         current = trace.get_current_span()
+        if current is trace.INVALID_SPAN:
+            return _OUTSIDE_ANY_TRACE  # reusable: nothing allocated per message
         if isinstance(current, trace.NonRecordingSpan):
             # The no-op tracer would make this very span current again.
             return nullcontext(current)

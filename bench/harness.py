@@ -1,0 +1,218 @@
+"""What every case shares: the run's scale, its vhost, our worker, queue filling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import aio_pika
+from aio_pika.abc import AbstractChannel
+
+from bench.broker import BrokerTarget
+from bench.raw import NOTE, raw_channel
+from bench.results import Sample
+from pipeline import App, Consumer, Event, PipelineSettings, envelope
+from pipeline.connection import connect
+from pipeline.delivery import Delivery, Outcome
+from pipeline.lifecycle import plan_for
+from pipeline.middleware import CallNext, ConsumeMiddleware
+from pipeline.outbound import ExchangeCache
+from pipeline.publisher import build_message
+from pipeline.worker import Worker
+from topology import apply_topology
+
+
+class BenchHappened(Event):
+    """The event every case publishes and consumes (raw builds the same JSON by hand)."""
+
+    event_type: ClassVar[str] = "bench.thing.happened"
+
+    n: int
+    note: str = ""
+
+
+def bench_event(n: int) -> BenchHappened:
+    return BenchHappened(n=n, note=NOTE)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Message counts and repetitions: ``QUICK`` for CI, ``FULL`` for ``make bench``."""
+
+    reps: int
+    publish_single: int
+    publish_batch: int
+    batch_size: int
+    consume: dict[int, int]  # prefetch -> messages per run
+    failure: int
+    rung_burst: int
+    rung_reps: int
+    latency_s: float
+    memory_backlog: int
+    memory_reps: int
+    warmup: int = field(default=50)
+
+
+QUICK = Scale(
+    reps=3, publish_single=20, publish_batch=60, batch_size=30,
+    consume={1: 20, 10: 40, 100: 60}, failure=30, rung_burst=50, rung_reps=1,
+    latency_s=0.1, memory_backlog=300, memory_reps=1, warmup=10,
+)
+FULL = Scale(
+    reps=7, publish_single=1000, publish_batch=5000, batch_size=500,
+    consume={1: 1000, 10: 2000, 100: 4000}, failure=1000, rung_burst=1000, rung_reps=3,
+    latency_s=3.0, memory_backlog=10_000, memory_reps=3,
+)
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One run: where it runs (its own vhost) and how big it is."""
+
+    target: BrokerTarget
+    vhost: str
+    scale: Scale
+
+    @property
+    def amqp_url(self) -> str:
+        return self.target.amqp_url_for(self.vhost)
+
+    def settings(self, **overrides: Any) -> PipelineSettings:
+        values: dict[str, Any] = {
+            "amqp_url": self.amqp_url,
+            "management_url": self.target.management_url,
+            "service_name": "bench",
+            "retry_delays": "1s",
+        }
+        values.update(overrides)
+        return PipelineSettings(**values)
+
+
+class Tally:
+    """Counts handled messages; ``wait`` returns once ``expected`` arrived."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.count = 0
+        self._done = asyncio.Event()
+        if expected <= 0:
+            self._done.set()
+
+    def hit(self) -> None:
+        self.count += 1
+        if self.count >= self.expected:
+            self._done.set()
+
+    async def wait(self, timeout_s: float = 120.0) -> None:
+        try:
+            await asyncio.wait_for(self._done.wait(), timeout_s)
+        except TimeoutError:
+            raise RuntimeError(
+                f"only {self.count} of {self.expected} messages arrived in {timeout_s:g}s"
+            ) from None
+
+
+async def declare(bench: Bench, consumers: Sequence[Consumer], settings: PipelineSettings) -> None:
+    """Apply our topology for ``consumers`` (idempotent)."""
+    topology = App(consumers).topology(settings.ladder, settings.delivery_limit)
+    connection = await aio_pika.connect(bench.amqp_url)
+    async with connection:
+        await apply_topology(connection, topology)
+
+
+@contextlib.asynccontextmanager
+async def our_worker(
+    settings: PipelineSettings,
+    consumer: Consumer,
+    queue: str | None = None,
+    middlewares: Sequence[ConsumeMiddleware] = (),
+) -> AsyncIterator[tuple[Worker, AbstractChannel]]:
+    """Our Worker as ``run_worker`` builds it (dispatch, ladder policy, metrics and
+    tracing middlewares), not started yet: the caller times ``worker.start(prefetch)``.
+
+    ``run_worker`` itself is not used: it also serves health and metrics over HTTP
+    and waits for a signal, which a benchmark does not need.
+    """
+    connection = await connect(settings, "bench.ours")
+    try:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        plan = plan_for(consumer, settings)
+        # As pipeline.lifecycle._run builds it (metrics hook on confirms included).
+        policy = plan.failure(ExchangeCache(channel, plan.metrics.observe_confirm), settings)
+        worker = Worker(
+            channel, plan.consumer, queue or plan.queue, plan.processor, policy,
+            (*middlewares, *plan.middlewares),
+        )
+        yield worker, channel
+        await worker.stop_consuming()
+        await worker.drain(10)
+    finally:
+        await connection.close()
+
+
+def envelope_messages(numbers: Iterable[int]) -> list[aio_pika.Message]:
+    """Messages exactly as our Publisher would send them (for pre-filled backlogs)."""
+    messages = []
+    for n in numbers:
+        cloud_event = envelope.wrap(bench_event(n), "bench")
+        messages.append(build_message(cloud_event, envelope.encode(cloud_event)))
+    return messages
+
+
+async def fill(url: str, queue: str, messages: Sequence[aio_pika.Message],
+               window: int = 1000) -> None:
+    """Put ``messages`` in ``queue`` (confirmed, pipelined in windows); not timed."""
+    async with raw_channel(url, "bench.fill") as channel:
+        exchange = channel.default_exchange
+        for start in range(0, len(messages), window):
+            await asyncio.gather(*(
+                exchange.publish(m, queue, mandatory=True)
+                for m in messages[start:start + window]
+            ))
+
+
+async def purge(url: str, *queues: str) -> None:
+    async with raw_channel(url, "bench.purge") as channel:
+        for name in queues:
+            queue = await channel.get_queue(name, ensure=False)
+            await queue.purge()
+
+
+class Stopwatch:
+    """Wall and process CPU time from creation; ``sample(n)`` gives msg/s and CPU us/msg."""
+
+    def __init__(self) -> None:
+        self._wall = time.perf_counter()
+        self._cpu = time.process_time()
+
+    def sample(self, count: int) -> Sample:
+        wall = time.perf_counter() - self._wall
+        cpu = time.process_time() - self._cpu
+        return Sample(count / wall, cpu / count * 1e6)
+
+
+class AfterSettle:
+    """An outermost consume middleware: calls ``then(delivery)`` once it was settled."""
+
+    def __init__(self, then: Callable[[Delivery], None]) -> None:
+        self._then = then
+
+    async def __call__(self, delivery: Delivery, call_next: CallNext) -> Outcome:
+        outcome = await call_next(delivery)
+        self._then(delivery)
+        return outcome
+
+
+def counting_consumer(name: str, tally: Tally, patterns: Sequence[str] = ("bench.#",)) -> Consumer:
+    """A consumer whose handler only counts (the work a benchmark leaves out)."""
+    consumer = Consumer(name, patterns)
+
+    @consumer.handler
+    async def handle(event: BenchHappened) -> None:
+        tally.hit()
+
+    return consumer

@@ -1,0 +1,51 @@
+"""The benchmark cannot rot: ``python -m bench --quick`` runs every case, prints its table
+and writes JSON with a ratio for each comparison (tiny counts: this checks it works, not speed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+FAMILIES = {"publish", "consume", "failure path", "rung accuracy", "latency", "memory"}
+
+
+def test_quick_benchmark_prints_its_table_and_writes_every_ratio_to_json(broker, vhost, tmp_path):
+    output = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "OTEL_"))}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(output), "--vhost", vhost,
+         "--amqp-url", broker.amqp_url, "--management-url", broker.management_url],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=90, check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "ours/raw" in result.stdout
+    assert "publish_many" in result.stdout
+    report = json.loads(output.read_text())
+    machine = report["machine"]
+    assert machine["cores"] >= 1
+    assert machine["broker"]["rabbitmq"]
+    assert machine["python"]
+    assert machine["aio_pika"]
+    results = report["results"]
+    assert {r["family"] for r in results} == FAMILIES
+    compared = [r for r in results if r["raw"] is not None]
+    assert len(compared) >= 15
+    for row in compared:
+        assert row["ratio"]["median"] > 0, row["case"]
+        assert row["ratio"]["n"] == len(row["samples"]["ours"]), row["case"]
+    targeted = [r for r in results if r["target"]]
+    assert len(targeted) >= 8
+    assert all(isinstance(r["met"], bool) for r in targeted)
+    traced = [r for r in results if "tracing on" in r["case"]]
+    assert traced
+    assert all("2.0 spans exported per message" in r["note"] for r in traced)
