@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from pipeline.commands import consume, demo, publish, topology
 from pipeline.commands import dead_letters as dead_letters_command
 from pipeline.commands import status as status_command
+from pipeline.commands import users as users_command
 from pipeline.commands.output import fail
 from pipeline.errors import (
     BrokerUnreachableError,
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default=os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (topology, publish, consume, demo, dead_letters_command, status_command):
+    for module in (topology, publish, consume, demo, dead_letters_command, status_command,
+                   users_command):
         module.register(subparsers)
     return parser
 

@@ -35,7 +35,7 @@ def _is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, AuthenticationError | ProbableAuthenticationError):
         return False
     # Neither will a certificate that does not verify against our CA.
-    if isinstance(exc, ssl.SSLError):
+    if _tls_error(exc) is not None:
         return False
     return isinstance(exc, AMQPConnectionError | OSError | ConnectionError)
 
@@ -69,8 +69,6 @@ async def connect(settings: PipelineSettings, name: str) -> AbstractRobustConnec
                     reconnect_interval=settings.reconnect_interval_s,
                 )
                 return watch(connection, name, settings.broker_address)
-    except ssl.SSLError as exc:
-        raise BrokerUnreachableError(_tls_failed(settings, exc)) from None
     except RetryError as exc:
         cause = exc.last_attempt.exception()
         raise BrokerUnreachableError(_unreachable(settings, cause)) from None
@@ -80,6 +78,11 @@ async def connect(settings: PipelineSettings, name: str) -> AbstractRobustConnec
             f"PIPELINE_AMQP_URL ({settings.safe_amqp_url}) or the vhost {settings.vhost!r} "
             "does not exist"
         ) from None
+    except (ssl.SSLError, AMQPConnectionError) as exc:
+        tls = _tls_error(exc)
+        if tls is None:
+            raise
+        raise BrokerUnreachableError(_tls_failed(settings, tls)) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -89,8 +92,20 @@ def _describe(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:200]
 
 
+def _tls_error(exc: BaseException | None) -> ssl.SSLError | None:
+    # aiormq wraps the handshake's SSLError in AMQPConnectionError (``from``).
+    while exc is not None:
+        if isinstance(exc, ssl.SSLError):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
 def _tls_failed(settings: PipelineSettings, exc: ssl.SSLError) -> str:
-    reason = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = f"certificate verify failed ({exc.verify_message})"
+    else:
+        reason = str(exc.reason or exc)
     return (
         f"TLS handshake with RabbitMQ at {settings.broker_address} failed: {reason}. "
         "Check that cafile= in PIPELINE_AMQP_URL names the CA that signed the broker's "

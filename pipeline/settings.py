@@ -59,6 +59,10 @@ class PipelineSettings(BaseSettings):
     max_message_bytes: int = Field(1_048_576, ge=1024, description="refuse bigger events")
     error_header_bytes: int = Field(2048, ge=128, description="cap for error text in headers")
     traceback_header_bytes: int = Field(8192, ge=256, description="cap for traceback headers")
+    # `pipeline users apply`: role -> password, as JSON (docs/reliability.md).
+    user_passwords: dict[str, SecretStr] = Field(
+        default_factory=dict, description='{"publisher": "...", "billing": "..."}'
+    )
     # Off by default so several local consumers never fight over one port;
     # the image sets 8000 (docs/operations.md).
     health_port: int = Field(

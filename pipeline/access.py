@@ -1,0 +1,166 @@
+"""Least privilege: one broker user per role, with permissions derived from the topology.
+
+RabbitMQ grants three regular expressions per user and vhost: *configure*
+(declare, delete), *write* (publish to an exchange, bind a queue) and *read*
+(consume or get from a queue, bind from an exchange); see
+https://www.rabbitmq.com/docs/access-control. What each role needs:
+
+    publisher   write pipeline.events; nothing else (it declares nothing)
+    <consumer>  what its worker declares on start (its queue and rungs, the
+                exchanges and the shared dead-letter queues), read on its own
+                queue(s) only, write on the dead-letter exchange and on
+                ``amq.default`` (retry copies go to a rung by queue name)
+    operator    read the dead-letter store and the parked notices, write
+                ``amq.default`` (replay republishes to the failed consumer's
+                queue by name); the ``management`` tag for ``pipeline status``
+
+Two broker rules shape this. The default exchange is named ``amq.default``
+in permission checks, and write on it lets a user publish to *any* queue of
+the vhost by name: the broker cannot narrow it per queue. And declaring a
+queue with ``x-dead-letter-exchange`` needs read on that queue and write on
+the dead-letter exchange, so a consumer that declares the shared notifier
+queue on start can also read it (docs/reliability.md, "Security").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import httpx
+from pydantic import SecretStr
+
+from pipeline.errors import BrokerUnreachableError, ConfigurationError
+from pipeline.management import ManagementClient
+from topology import Topology, naming
+
+DEFAULT_EXCHANGE = "amq.default"  # the default exchange's name in permission checks
+PUBLISHER = "publisher"
+OPERATOR = "operator"
+
+
+@dataclass(frozen=True)
+class Permission:
+    """The three RabbitMQ permission patterns of one user on one vhost."""
+
+    configure: str
+    write: str
+    read: str
+
+
+@dataclass(frozen=True)
+class Role:
+    """A broker user for one role: its name, management tags and permissions."""
+
+    role: str  # "publisher", "operator" or a worker name ("billing")
+    user: str
+    tags: str
+    permission: Permission
+    purpose: str
+
+
+def exactly(names: Iterable[str]) -> str:
+    """A permission pattern matching exactly these names (``^$`` matches none)."""
+    unique = sorted(set(names))
+    if not unique:
+        return "^$"
+    return "^(" + "|".join(re.escape(name) for name in unique) + ")$"
+
+
+def worker_permission(subset: Topology, consumed: Iterable[str]) -> Permission:
+    """What a worker needs to declare ``subset`` on start and consume ``consumed``."""
+    configure = [e.name for e in subset.exchanges] + [q.name for q in subset.queues]
+    write = [DEFAULT_EXCHANGE, naming.DEAD_LETTER_EXCHANGE]
+    read = list(consumed)
+    for binding in subset.bindings:
+        write.append(binding.queue)  # queue.bind: write on the queue...
+        read.append(binding.exchange)  # ...and read on the exchange
+    for queue in subset.queues:
+        dead_letter_exchange = queue.arguments.get("x-dead-letter-exchange")
+        if isinstance(dead_letter_exchange, str):
+            # Declaring a queue that dead-letters needs read on it and write on its DLX.
+            read.append(queue.name)
+            write.append(dead_letter_exchange or DEFAULT_EXCHANGE)
+    return Permission(exactly(configure), exactly(write), exactly(read))
+
+
+def roles_for(topology: Topology, workers: Mapping[str, str], prefix: str = "pipeline",
+              ) -> list[Role]:
+    """The publisher, one user per worker (name -> queue it consumes), and the operator."""
+    roles = [Role(
+        PUBLISHER, f"{prefix}-{PUBLISHER}", "",
+        Permission("^$", exactly([naming.EVENTS_EXCHANGE]), "^$"),
+        f"publishes events to {naming.EVENTS_EXCHANGE}",
+    )]
+    for worker, queue in sorted(workers.items()):
+        roles.append(Role(
+            worker, f"{prefix}-{worker}", "management",
+            worker_permission(topology.subset(worker), [queue]),
+            f"consumes {queue} and republishes its failures",
+        ))
+    roles.append(Role(
+        OPERATOR, f"{prefix}-{OPERATOR}", "management",
+        Permission("^$", exactly([DEFAULT_EXCHANGE]),
+                   exactly([naming.DEAD_LETTER_STORE, naming.ADMIN_NOTIFIER_PARKED])),
+        "lists and replays dead letters, reads status",
+    ))
+    return roles
+
+
+def missing_passwords(roles: Iterable[Role], passwords: Mapping[str, SecretStr]) -> list[str]:
+    return [role.role for role in roles if not passwords.get(role.role)]
+
+
+class AccessAdmin(ManagementClient):
+    """Creates users and sets permissions through the management HTTP API."""
+
+    async def apply(self, roles: Iterable[Role], passwords: Mapping[str, SecretStr]) -> None:
+        """Create or update each role's user and permissions on our vhost.
+
+        Raises ``ConfigurationError`` when a password is missing or the
+        management user may not manage users, ``BrokerUnreachableError``
+        when the API cannot be reached or refuses its credentials.
+        """
+        roles = list(roles)
+        missing = missing_passwords(roles, passwords)
+        if missing:
+            raise ConfigurationError(
+                "no password for " + ", ".join(missing) + ": put them in "
+                "PIPELINE_USER_PASSWORDS as JSON ({\"role\": \"password\"}) or in --passwords-file"
+            )
+        for role in roles:
+            user = quote(role.user, safe="")
+            await self._put(f"/users/{user}", {
+                "password": passwords[role.role].get_secret_value(), "tags": role.tags,
+            })
+            await self._put(f"/permissions/{quote(self.vhost, safe='')}/{user}", {
+                "configure": role.permission.configure, "write": role.permission.write,
+                "read": role.permission.read,
+            })
+
+    async def _put(self, path: str, body: dict[str, str]) -> None:
+        try:
+            response = await self._client.put(path, json=body)
+        except httpx.HTTPError as exc:
+            raise BrokerUnreachableError(
+                f"the RabbitMQ management API at {self._safe_url} did not answer "
+                f"({type(exc).__name__})"
+            ) from None
+        if response.status_code == 401:
+            raise BrokerUnreachableError(
+                f"the management API at {self._safe_url} refused the credentials in "
+                "PIPELINE_MANAGEMENT_URL"
+            )
+        if response.status_code == 403:
+            raise ConfigurationError(
+                "the user in PIPELINE_MANAGEMENT_URL may not manage users: it needs the "
+                "administrator tag"
+            )
+        if response.status_code >= 400:
+            # The request body holds a password: report the path and status only.
+            raise ConfigurationError(
+                f"the management API refused PUT {path.split('/')[1]}: HTTP "
+                f"{response.status_code}"
+            )

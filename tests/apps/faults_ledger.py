@@ -1,0 +1,72 @@
+"""``PIPELINE_APP=tests.apps.faults_ledger:app``: the consumer the fault tests break.
+
+Consumer ``ledger`` binds ``faults.#`` and writes each handled key to the
+SQLite ledger (``tests/faults/ledger.py``) before its handler returns, so
+the test counts what was handled, lost or duplicated. Knobs, read when the
+app is built (``load_app`` calls ``app()``):
+
+    FAULTS_LEDGER         the SQLite file (required)
+    FAULTS_PREFETCH       unacked deliveries at once (default 10)
+    FAULTS_DELAY_S        handler time; also journals a "started" row (default 0)
+    FAULTS_POISON_PREFIX  a key starting with this SIGKILLs the process, every time
+    FAULTS_FAIL_FLAG      while this file exists, handlers raise TransientError
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import ClassVar
+
+from pipeline import App, Consumer, Event, TransientError
+from tests.faults.ledger import Ledger
+
+CONSUMER = "ledger"
+
+
+class ItemRecorded(Event):
+    """What the fault tests publish: ``key`` is the identity the ledger counts."""
+
+    event_type: ClassVar[str] = "faults.item.recorded"
+
+    key: str
+    blob: str = ""
+
+
+def build(
+    ledger_path: Path | str,
+    prefetch: int = 10,
+    delay_s: float = 0.0,
+    poison_prefix: str | None = None,
+    fail_flag: Path | None = None,
+) -> App:
+    """The ledger app with explicit knobs (in-process tests call this directly)."""
+    ledger = Ledger(ledger_path)
+    consumer = Consumer(CONSUMER, ["faults.#"], prefetch=prefetch)
+
+    @consumer.handler
+    async def record(event: ItemRecorded) -> None:
+        if poison_prefix and event.key.startswith(poison_prefix):
+            # Like a segfault in a C extension: no exception, no cleanup, no ack.
+            os.kill(os.getpid(), signal.SIGKILL)
+        if fail_flag is not None and fail_flag.exists():
+            raise TransientError(f"{event.key}: downstream unavailable (flag {fail_flag.name})")
+        if delay_s:
+            ledger.record(event.key, "started")
+            await asyncio.sleep(delay_s)
+        ledger.record(event.key)
+
+    return App([consumer], events=[ItemRecorded])
+
+
+def app() -> App:
+    flag = os.environ.get("FAULTS_FAIL_FLAG")
+    return build(
+        os.environ["FAULTS_LEDGER"],
+        prefetch=int(os.environ.get("FAULTS_PREFETCH", "10")),
+        delay_s=float(os.environ.get("FAULTS_DELAY_S", "0")),
+        poison_prefix=os.environ.get("FAULTS_POISON_PREFIX") or None,
+        fail_flag=Path(flag) if flag else None,
+    )

@@ -1,0 +1,61 @@
+"""The permission patterns `pipeline users` derives from the topology (no broker needed)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from consumers.registry import app
+from pipeline.access import DEFAULT_EXCHANGE, exactly, roles_for
+from topology import RetryLadder, naming
+
+
+@pytest.fixture
+def roles():
+    topology = app.topology(RetryLadder.parse("1s,5s"), 20)
+    workers = {name: naming.consumer_queue(name) for name in app.consumers}
+    workers[naming.ADMIN_NOTIFIER] = naming.ADMIN_NOTIFIER_QUEUE
+    return {role.role: role for role in roles_for(topology, workers)}
+
+
+def allows(pattern: str, name: str) -> bool:
+    # RabbitMQ matches with PCRE; these anchored alternations mean the same in Python.
+    return re.search(pattern, name) is not None
+
+
+def test_a_pattern_matches_exactly_the_names_given_and_nothing_else():
+    pattern = exactly(["pipeline.a-b", "x"])
+    assert allows(pattern, "pipeline.a-b")
+    assert not allows(pattern, "pipelineXa-b")  # dots are escaped
+    assert not allows(pattern, "pipeline.a-b.more")
+    assert exactly([]) == "^$"
+
+
+def test_the_publisher_may_only_write_the_events_exchange(roles):
+    publisher = roles["publisher"].permission
+    assert allows(publisher.write, naming.EVENTS_EXCHANGE)
+    assert not allows(publisher.write, DEFAULT_EXCHANGE)
+    assert (publisher.configure, publisher.read) == ("^$", "^$")
+
+
+def test_a_consumer_reads_its_own_queues_but_no_other_consumers_or_the_store(roles):
+    billing = roles["billing"].permission
+    assert allows(billing.read, naming.consumer_queue("billing"))
+    assert allows(billing.read, naming.retry_queue("billing", "1s"))
+    for other in (naming.consumer_queue("shipping"), naming.retry_queue("shipping", "1s"),
+                  naming.DEAD_LETTER_STORE, naming.ADMIN_NOTIFIER_PARKED):
+        assert not allows(billing.read, other), other
+    assert allows(billing.write, DEFAULT_EXCHANGE)  # rung copies, by queue name
+    assert allows(billing.write, naming.DEAD_LETTER_EXCHANGE)
+    assert not allows(billing.write, naming.EVENTS_EXCHANGE)
+    assert not allows(billing.configure, naming.consumer_queue("shipping"))
+
+
+def test_the_operator_reads_the_store_and_parked_notices_and_configures_nothing(roles):
+    operator = roles["operator"].permission
+    assert allows(operator.read, naming.DEAD_LETTER_STORE)
+    assert allows(operator.read, naming.ADMIN_NOTIFIER_PARKED)
+    assert not allows(operator.read, naming.consumer_queue("billing"))
+    assert operator.write == exactly([DEFAULT_EXCHANGE])
+    assert operator.configure == "^$"
