@@ -6,21 +6,34 @@ the failure policy. Validation happens once: bytes -> envelope -> model.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from pipeline import envelope, tracing
-from pipeline.consumer import Consumer
+from pipeline.consumer import Consumer, Route
 from pipeline.delivery import Delivery
 from pipeline.errors import UnknownEventTypeError
+from pipeline.events import Event
 
 
 class EventDispatcher:
     """Decodes CloudEvents for one consumer and runs the matching handler."""
 
-    def __init__(self, consumer: Consumer) -> None:
+    def __init__(self, consumer: Consumer, traced: bool = True) -> None:
         self._consumer = consumer
+        # False when no SDK records spans (``tracing.is_enabled``): the
+        # handler span would be a no-op, so it is not opened at all.
+        self._traced = traced
         # Route.handler_name is computed on each access; a route never changes.
         self._handler_names: dict[str, str] = {}
 
-    async def __call__(self, delivery: Delivery) -> None:
+    def __call__(self, delivery: Delivery) -> Awaitable[None]:
+        """Decode and route ``delivery``; the awaitable it returns runs the handler.
+
+        Raises ``InvalidMessageError`` or ``UnknownEventTypeError`` on the call
+        itself; the awaitable raises whatever the handler raises. Untraced,
+        the awaitable is the handler's own coroutine: no layer of ours
+        around it (every await layer is paid on every delivery).
+        """
         cloud_event = envelope.decode(delivery.message.body)
         delivery.envelope = cloud_event
         route = self._consumer.route_for(cloud_event.type)
@@ -31,6 +44,11 @@ class EventDispatcher:
                 f"{cloud_event.type!r} (it handles: {known}); check its binding patterns"
             )
         event = envelope.read_data(cloud_event, route.model)
+        if not self._traced:
+            return route.handler(event)
+        return self._traced_handler(route, event)
+
+    async def _traced_handler(self, route: Route, event: Event) -> None:
         handler_name = self._handler_names.get(route.event_type)
         if handler_name is None:
             handler_name = self._handler_names[route.event_type] = route.handler_name

@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, MutableMapping
 from contextlib import AbstractContextManager, nullcontext
+from contextvars import ContextVar, Token
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -52,17 +54,93 @@ _GETTER = _HeaderGetter()
 
 
 @functools.cache
-def _tracer() -> trace.Tracer:
-    # Looked up once, on first use, never at import. Before a provider is
-    # installed this is the API's ProxyTracer, which binds to the provider
-    # when one is set (only once per process). The SDK's get_tracer costs
-    # about as much as a span, so it is not called per span.
-    return trace.get_tracer(TRACER_NAME)
+def _tracer_of(provider: trace.TracerProvider) -> trace.Tracer:
+    # Looked up once per provider (a process installs one), never at import:
+    # the SDK's get_tracer costs about as much as a span. The provider's own
+    # tracer also skips the API ProxyTracer's indirection on every span.
+    return provider.get_tracer(TRACER_NAME)
+
+
+class _CurrentSpan(AbstractContextManager[Span]):
+    """``start_as_current_span``'s block for an already started span, in one object.
+
+    The SDK gets there through two generator-based context managers per span
+    (``start_as_current_span`` and ``use_span``); this does the same (make
+    the span current, record an escaping ``Exception`` if asked, end the
+    span) with a tenth of the calls. Spans are most of tracing's cost per
+    delivery (docs/performance.md).
+    """
+
+    __slots__ = ("_record", "_span", "_token")
+
+    def __init__(self, span: Span, record_exception: bool) -> None:
+        self._span = span
+        self._record = record_exception
+
+    def __enter__(self) -> Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        otel_context.detach(self._token)
+        span = self._span
+        try:
+            # As use_span: only Exception (not GeneratorExit and the like) is an error.
+            if self._record and isinstance(exc, Exception) and span.is_recording():
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        finally:
+            span.end()
+
+
+def _recording_span(
+    provider: trace.TracerProvider,
+    name: str,
+    context: otel_context.Context | None,
+    kind: SpanKind,
+    attributes: Mapping[str, Any],
+    links: list[Link] | None = None,
+    record_exception: bool = True,
+) -> AbstractContextManager[Span]:
+    span = _tracer_of(provider).start_span(
+        name, context, kind, attributes, links,
+        record_exception=record_exception, set_status_on_exception=record_exception,
+    )
+    return _CurrentSpan(span, record_exception)
 
 
 # Providers that only ever hand out the API's no-op tracer: no SDK is installed.
 _NO_SDK = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 _NO_OP_TRACER = trace.NoOpTracer()
+
+
+# The headers of the delivery being processed, set by the worker for every
+# delivery. With tracing off no process span makes the incoming context
+# current (extracting it costs more than a tenth of our per-delivery budget);
+# ``inject`` and ``current_ids`` read it from here only when they need it.
+_INCOMING: ContextVar[Mapping[str, Any] | None] = ContextVar("pipeline_incoming", default=None)
+
+
+def carry(headers: Mapping[str, Any] | None) -> Token[Mapping[str, Any] | None]:
+    """Note the headers of the delivery now being processed (pass the token to ``release``).
+
+    When no span is current, ``inject`` and ``current_ids`` continue the trace
+    these headers carry, so a process with tracing off passes it on.
+    """
+    return _INCOMING.set(headers)
+
+
+def release(token: Token[Mapping[str, Any] | None]) -> None:
+    """Forget the headers noted by ``carry``."""
+    _INCOMING.reset(token)
+
+
+def _incoming_context() -> otel_context.Context | None:
+    """The carried delivery's context, when no span of ours or anyone's is current."""
+    headers = _INCOMING.get()
+    if headers is None or trace.get_current_span() is not trace.INVALID_SPAN:
+        return None
+    return extract(headers)
 
 
 class _NonRecordingSpan(AbstractContextManager[Span]):
@@ -75,21 +153,35 @@ class _NonRecordingSpan(AbstractContextManager[Span]):
     a delivery's tracing when tracing is off (docs/performance.md).
     """
 
-    __slots__ = ("_span", "_token")
+    __slots__ = ("_carried", "_span", "_token")
 
     def __init__(self, context: otel_context.Context | None) -> None:
         self._span = _NO_OP_TRACER.start_span("", context)
 
     def __enter__(self) -> Span:
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        # This context replaces the carried delivery's (a new trace must not
+        # fall back to it).
+        self._carried = _INCOMING.set(None)
         return self._span
 
     def __exit__(self, *exc_info: object) -> None:
+        _INCOMING.reset(self._carried)
         otel_context.detach(self._token)
 
 
 def _is_sdk_absent() -> bool:
     return isinstance(trace.get_tracer_provider(), _NO_SDK)
+
+
+def is_enabled() -> bool:
+    """True once a tracer provider that records spans (the SDK's) is installed.
+
+    Consumers decide once, when their plan is built, whether to open spans
+    per delivery; a provider installed later is used by publishes but not
+    by a worker already built. Never imports the SDK.
+    """
+    return not _is_sdk_absent()
 
 
 _OUTSIDE_ANY_TRACE: AbstractContextManager[Span] = nullcontext(trace.INVALID_SPAN)
@@ -114,7 +206,7 @@ def inject(headers: MutableMapping[str, Any]) -> None:
     another trace is dropped so it never rides along a new ``traceparent``.
     """
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    propagate.inject(carrier, _incoming_context())
     if TRACEPARENT in carrier:
         headers.pop(TRACESTATE, None)
     headers.update(carrier)
@@ -160,7 +252,8 @@ def publish_span(
     ``links`` to the old one. Raises nothing of its own.
     """
     context = otel_context.Context() if new_trace else None
-    if _is_sdk_absent():
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, _NO_SDK):
         return _non_recording(context)
     attrs = _attributes(
         "send", destination if exchange is None else exchange, routing_key, message_id
@@ -168,12 +261,8 @@ def publish_span(
     attrs["messaging.operation.name"] = name
     if attributes:
         attrs.update(attributes)
-    return _tracer().start_as_current_span(
-        f"{name} {destination}",
-        context=context,
-        kind=SpanKind.PRODUCER,
-        attributes=attrs,
-        links=links,
+    return _recording_span(
+        provider, f"{name} {destination}", context, SpanKind.PRODUCER, attrs, links
     )
 
 
@@ -192,32 +281,35 @@ def process_span(
     settles them inside this span.
     """
     context = extract(headers)
-    if _is_sdk_absent():
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, _NO_SDK):
         return _NonRecordingSpan(context)
     attrs = _attributes("process", queue, routing_key, message_id)
     attrs["messaging.operation.name"] = "process"
     attrs["messaging.consumer.group.name"] = consumer
     if attributes:
         attrs.update(attributes)
-    return _tracer().start_as_current_span(
-        f"process {queue}",
-        context=context,
-        kind=SpanKind.CONSUMER,
-        attributes=attrs,
+    return _recording_span(
+        provider, f"process {queue}", context, SpanKind.CONSUMER, attrs,
         record_exception=False,
-        set_status_on_exception=False,
     )
 
 
 def handler_span(event_type: str, handler_name: str) -> AbstractContextManager[Span]:
     """An INTERNAL span around the user's handler; its exception is recorded here."""
-    if _is_sdk_absent():
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, _NO_SDK):
         return _non_recording(None)
-    return _tracer().start_as_current_span(
-        f"handle {event_type}",
-        kind=SpanKind.INTERNAL,
-        attributes={"code.function.name": handler_name, "cloudevents.event_type": event_type},
-    )
+    name, attributes = _handler_span_args(event_type, handler_name)
+    return _recording_span(provider, name, None, SpanKind.INTERNAL, attributes)
+
+
+@functools.lru_cache(maxsize=1024)
+def _handler_span_args(event_type: str, handler_name: str) -> tuple[str, Mapping[str, Any]]:
+    # A consumer has a handful of routes; the SDK copies the attributes, so
+    # one mapping per route serves every span.
+    attributes = {"code.function.name": handler_name, "cloudevents.event_type": event_type}
+    return f"handle {event_type}", MappingProxyType(attributes)
 
 
 def mark_error(span: Span, exc: BaseException) -> None:
@@ -233,8 +325,11 @@ def link_to(headers: Mapping[str, Any] | None) -> list[Link]:
 
 
 def current_ids() -> tuple[str, str] | None:
-    """The current (trace_id, span_id) as hex, or None outside any trace."""
-    span_context = trace.get_current_span().get_span_context()
+    """The current (trace_id, span_id) as hex, or None outside any trace.
+
+    With tracing off, inside a delivery, these are the ids its headers carry.
+    """
+    span_context = trace.get_current_span(_incoming_context()).get_span_context()
     if not span_context.is_valid:
         return None
     return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
 
+from pipeline import tracing
 from pipeline.delivery import Delivery, Outcome
 from pipeline.failure import FailurePolicy
 from pipeline.middleware import CallNext, ConsumeMiddleware, chain
@@ -22,6 +23,8 @@ from pipeline.middleware import CallNext, ConsumeMiddleware, chain
 log = logging.getLogger(__name__)
 
 Processor = Callable[[Delivery], Awaitable[None]]
+# Outcome.value is an enum descriptor lookup, per delivery; this is a dict hit.
+_COUNTER_NAMES = {outcome: outcome.value for outcome in Outcome}
 
 
 class Worker:
@@ -81,12 +84,14 @@ class Worker:
         return True
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if not self._in_flight:
+            self._idle.clear()
         self._in_flight += 1
-        self._idle.clear()
         delivery = Delivery(message, self.consumer, self.queue_name)
+        carried = tracing.carry(message.headers)  # the trace goes on even untraced
         try:
             outcome = await self._handle(delivery)
-            self.counters[outcome.value] += 1
+            self.counters[_COUNTER_NAMES[outcome]] += 1
         except Exception:
             # Only a broken middleware gets here. If the message was not
             # settled yet, the failure policy still takes it.
@@ -94,6 +99,7 @@ class Worker:
             if delivery.outcome is None:
                 await self._settle_failure(delivery, RuntimeError("consume middleware failed"))
         finally:
+            tracing.release(carried)
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()

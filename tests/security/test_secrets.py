@@ -103,7 +103,8 @@ async def test_no_log_line_or_error_in_process_shows_the_password(
     caplog.set_level(logging.DEBUG)
     errors: list[str] = [str(leaky_settings), repr(leaky_settings)]
     connection = await connect(leaky_settings, "secrets.setup")
-    await apply_topology(connection, build(tmp_path / "ledger.sqlite").topology(leaky_settings.ladder, 20))
+    app = build(tmp_path / "ledger.sqlite")
+    await apply_topology(connection, app.topology(leaky_settings.ladder, 20))
     await connection.close()
     async with await Publisher.connect(leaky_settings) as publisher:
         await publisher.publish(OrderPlaced(order_id="o", customer="c", amount_cents=1),
