@@ -9,6 +9,7 @@ after the failure policy stored its retry or dead-letter copy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -97,7 +98,7 @@ class Worker:
             # settled yet, the failure policy still takes it.
             log.critical("consume middleware failed on %s", message.message_id, exc_info=True)
             if delivery.outcome is None:
-                await self._settle_failure(delivery, RuntimeError("consume middleware failed"))
+                await self._last_resort(delivery)
         finally:
             tracing.release(carried)
             self._in_flight -= 1
@@ -111,6 +112,21 @@ class Worker:
             return await self._settle_failure(delivery, error)
         delivery.outcome = Outcome.ACKED if await delivery.ack() else Outcome.REQUEUED
         return delivery.outcome
+
+    async def _last_resort(self, delivery: Delivery) -> None:
+        """Settle a delivery whose processing broke outside the handler.
+
+        If even the failure policy raises, the message is returned to its
+        queue rather than left unacked, where it would hold a prefetch slot
+        until the channel closed.
+        """
+        try:
+            await self._settle_failure(delivery, RuntimeError("consume middleware failed"))
+        except Exception:
+            log.critical("failure policy failed on %s; returning it to %s",
+                         delivery.message_id, self.queue_name, exc_info=True)
+            with contextlib.suppress(Exception):
+                await delivery.message.nack(requeue=True)
 
     async def _settle_failure(self, delivery: Delivery, error: BaseException) -> Outcome:
         delivery.error = error

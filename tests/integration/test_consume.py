@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import aio_pika
@@ -10,6 +11,7 @@ import pytest
 
 from pipeline import App, Consumer, Publisher
 from pipeline import headers as h
+from pipeline.lifecycle import plan_for
 from tests.support.events import OtherThingHappened, ThingHappened
 from tests.support.runtime import drain, queue_state, running
 from tests.support.waiting import eventually, wait_for
@@ -148,3 +150,34 @@ async def test_each_event_type_reaches_its_own_handler(settings):
             assert sorted(seen) == ["other 2", "thing 1"]
 
         await eventually(both)
+
+
+async def test_a_broken_middleware_never_kills_the_loop_or_loses_the_message(settings):
+    consumer = Consumer("things", ["things.#"])
+    handled: list[int] = []
+
+    @consumer.handler
+    async def record(event: ThingHappened) -> None:
+        handled.append(event.n)
+
+    class BrokenOnFirstDelivery:
+        calls = 0
+
+        async def __call__(self, delivery, call_next):
+            BrokenOnFirstDelivery.calls += 1
+            if BrokenOnFirstDelivery.calls == 1:
+                raise RuntimeError("metrics backend exploded")
+            return await call_next(delivery)
+
+    plan = dataclasses.replace(plan_for(consumer, settings), middlewares=(BrokenOnFirstDelivery(),))
+    async with running(settings, App([consumer]), plan):
+        async with await Publisher.connect(settings) as publisher:
+            await publisher.publish(ThingHappened(n=1))
+
+        # The first delivery broke before the handler: it takes the failure path
+        # (a retry on the first rung) and comes back to be handled.
+        async def handled_after_retry() -> None:
+            assert handled == [1]
+
+        await eventually(handled_after_retry)
+    assert BrokenOnFirstDelivery.calls == 2
