@@ -15,9 +15,11 @@ import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
+
+from bench.broker import BrokerTarget
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 LOCAL_MANAGEMENT = "http://guest:guest@127.0.0.1:15672/"
@@ -28,39 +30,16 @@ class NoBrokerError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class BrokerEndpoint:
-    """A broker's AMQP base URL (no vhost) and management API URL."""
+class BrokerEndpoint(BrokerTarget):
+    """A broker's AMQP base URL (no vhost) and management API URL.
 
-    amqp_url: str
-    management_url: str
-
-    def amqp_url_for(self, vhost: str) -> str:
-        parts = urlsplit(self.amqp_url)
-        return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+    Vhost creation and deletion are the benchmark's (``bench.broker``): both
+    isolate a run in its own vhost the same way.
+    """
 
     def api(self) -> httpx.Client:
-        parts = urlsplit(self.management_url)
-        base = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port or 15672}"))
-        return httpx.Client(
-            base_url=base.rstrip("/") + "/api",
-            auth=(parts.username or "guest", parts.password or "guest"),
-            timeout=10,
-        )
-
-    def create_vhost(self, name: str) -> None:
-        user = urlsplit(self.amqp_url).username or "guest"
-        with self.api() as api:
-            api.put(f"/vhosts/{quote(name, safe='')}").raise_for_status()
-            api.put(
-                f"/permissions/{quote(name, safe='')}/{user}",
-                json={"configure": ".*", "write": ".*", "read": ".*"},
-            ).raise_for_status()
-
-    def delete_vhost(self, name: str) -> None:
-        with self.api() as api:
-            response = api.delete(f"/vhosts/{quote(name, safe='')}")
-            if response.status_code not in (204, 404):
-                response.raise_for_status()
+        """A client for the management HTTP API (``/api`` is the base)."""
+        return self._api()
 
 
 def vhost_name(test_id: str) -> str:
