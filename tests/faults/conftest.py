@@ -17,7 +17,7 @@ from pipeline import PipelineSettings
 from tests.conftest import make_settings
 from tests.faults.harness import ConsumerFactory
 from tests.faults.ledger import Ledger
-from tests.faults.node import NodeError, ThrowawayBroker, port_open, reap_stale_nodes
+from tests.faults.node import NodeError, ThrowawayBroker, port_open, throwaway_node
 from tests.support.broker import vhost_name
 
 # Rows for the reliability table, printed at the end of the run (docs/reliability.md).
@@ -27,13 +27,8 @@ REPORT: list[dict[str, Any]] = []
 @pytest.fixture(scope="session")
 def throwaway_broker() -> Iterator[ThrowawayBroker]:
     """A RabbitMQ node of our own (own ports, data dir, cookie), destroyed at the end."""
-    reap_stale_nodes()
-    node = ThrowawayBroker()
-    try:
-        node.start()
+    with throwaway_node() as node:
         yield node
-    finally:
-        node.destroy()
 
 
 @pytest.fixture

@@ -19,8 +19,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.broker import BrokerEndpoint
 
@@ -249,3 +251,15 @@ def reap_stale_nodes() -> list[int]:
                 killed.append(pid)
         shutil.rmtree(base, ignore_errors=True)
     return killed
+
+
+@contextlib.contextmanager
+def throwaway_node(**options: Any) -> Iterator[ThrowawayBroker]:
+    """Start a fresh node (after reaping any a killed run left behind); destroy it at the end."""
+    reap_stale_nodes()
+    node = ThrowawayBroker(**options)
+    try:
+        node.start()
+        yield node
+    finally:
+        node.destroy()

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from pipeline import PipelineSettings
 from tests.conftest import make_settings
 from tests.faults.harness import ConsumerFactory
-from tests.faults.node import ThrowawayBroker, TlsFiles, reap_stale_nodes
+from tests.faults.node import ThrowawayBroker, TlsFiles, throwaway_node
 from tests.support.broker import vhost_name
 
 BROKER_MAX_MESSAGE_BYTES = 262_144  # the node's max_message_size
@@ -61,14 +61,10 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[TlsFiles, Path]
 @pytest.fixture(scope="session")
 def secure_broker(tls_files: tuple[TlsFiles, Path]) -> Iterator[ThrowawayBroker]:
     """Our own node: amqp and amqps listeners, max_message_size set; destroyed at the end."""
-    reap_stale_nodes()
-    node = ThrowawayBroker(tls=tls_files[0],
-                           extra_config=(f"max_message_size = {BROKER_MAX_MESSAGE_BYTES}",))
-    try:
-        node.start()
+    with throwaway_node(
+        tls=tls_files[0], extra_config=(f"max_message_size = {BROKER_MAX_MESSAGE_BYTES}",)
+    ) as node:
         yield node
-    finally:
-        node.destroy()
 
 
 @pytest.fixture
