@@ -7,7 +7,7 @@ destroyed (``finally``), and nodes left by a killed session are reaped first.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import pytest
 
 from pipeline import PipelineSettings
 from tests.conftest import make_settings
-from tests.faults.harness import ConsumerFactory
+from tests.faults.harness import ConsumerFactory, consumers  # noqa: F401  (a fixture)
 from tests.faults.ledger import Ledger
 from tests.faults.node import NodeError, ThrowawayBroker, port_open, throwaway_node
 from tests.support.broker import vhost_name
@@ -75,16 +75,6 @@ def ledger(ledger_path: Path) -> Iterator[Ledger]:
         yield book
     finally:
         book.close()
-
-
-@pytest.fixture
-async def consumers(tmp_path: Path) -> AsyncIterator[ConsumerFactory]:
-    """Start consumer processes; all are SIGKILLed when the test ends, pass or fail."""
-    factory = ConsumerFactory(tmp_path)
-    try:
-        yield factory
-    finally:
-        factory.kill_all()
 
 
 @pytest.fixture

@@ -16,11 +16,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aio_pika
+import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from pipeline import PipelineSettings, Publisher
@@ -226,3 +227,13 @@ class Stopwatch:
     @property
     def seconds(self) -> float:
         return time.monotonic() - self.started
+
+
+@pytest.fixture
+async def consumers(tmp_path: Path) -> AsyncIterator[ConsumerFactory]:
+    """Start consumer processes; all are SIGKILLed when the test ends, pass or fail."""
+    factory = ConsumerFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.kill_all()

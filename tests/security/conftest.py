@@ -10,7 +10,7 @@ second, unrelated CA for the "wrong CA" test.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from pipeline import PipelineSettings
 from tests.conftest import make_settings
-from tests.faults.harness import ConsumerFactory
+from tests.faults.harness import ConsumerFactory, consumers  # noqa: F401  (a fixture)
 from tests.faults.node import ThrowawayBroker, TlsFiles, throwaway_node
 from tests.support.broker import vhost_name
 
@@ -82,16 +82,6 @@ def secure_vhost(secure_broker: ThrowawayBroker, request: pytest.FixtureRequest,
 def secure_settings(secure_broker: ThrowawayBroker, secure_vhost: str) -> PipelineSettings:
     """guest on a fresh vhost of the secure node (plain AMQP)."""
     return make_settings(secure_broker.endpoint, secure_vhost, connect_timeout_s=10.0)
-
-
-@pytest.fixture
-async def consumers(tmp_path: Path) -> AsyncIterator[ConsumerFactory]:
-    """Consumer processes, all SIGKILLed when the test ends."""
-    factory = ConsumerFactory(tmp_path)
-    try:
-        yield factory
-    finally:
-        factory.kill_all()
 
 
 def as_user(settings: PipelineSettings, user: str, password: str) -> PipelineSettings:
