@@ -41,7 +41,7 @@ USER pipeline:pipeline
 EXPOSE 8000
 # Consumers drain in-flight work on SIGTERM (PIPELINE_SHUTDOWN_TIMEOUT_S).
 STOPSIGNAL SIGTERM
-# /readyz: connected, topology applied and consuming (pipeline/health.py).
+# /readyz: connected, topology applied and consuming (pipeline/ops/health.py).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-m", "pipeline.health", "/readyz"]
+    CMD ["python", "-m", "pipeline.ops.health", "/readyz"]
 CMD ["python", "-m", "consumers"]

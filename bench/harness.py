@@ -17,12 +17,12 @@ from bench.raw import NOTE, raw_channel
 from bench.results import Sample
 from pipeline import App, Consumer, Event, PipelineSettings, envelope
 from pipeline.connection import connect
-from pipeline.delivery import Delivery, Outcome
-from pipeline.lifecycle import plan_for
-from pipeline.middleware import CallNext, ConsumeMiddleware
-from pipeline.outbound import ExchangeCache
-from pipeline.publisher import build_message
-from pipeline.worker import Worker
+from pipeline.consume.delivery import Delivery, Outcome
+from pipeline.consume.middleware import CallNext, ConsumeMiddleware
+from pipeline.consume.process import plan_for
+from pipeline.consume.worker import Worker
+from pipeline.publish.outbound import ExchangeCache
+from pipeline.publish.publisher import build_message
 from topology import apply_topology
 
 
@@ -141,7 +141,7 @@ async def our_worker(
     try:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         plan = plan_for(consumer, settings)
-        # As pipeline.lifecycle._run builds it (metrics hook on confirms included).
+        # As pipeline.consume.process._run builds it (metrics hook on confirms included).
         policy = plan.failure(ExchangeCache(channel, plan.metrics.observe_confirm), settings)
         worker = Worker(
             channel, plan.consumer, queue or plan.queue, plan.processor, policy,

@@ -41,8 +41,8 @@ from bench.raw import raw_channel
 from bench.results import Result, Target, interleave
 from pipeline import Consumer, Publisher
 from pipeline import headers as h
-from pipeline.delivery import Delivery, Outcome
-from pipeline.middleware import CallNext
+from pipeline.consume.delivery import Delivery, Outcome
+from pipeline.consume.middleware import CallNext
 from topology import naming
 
 FAMILY = "rung accuracy"

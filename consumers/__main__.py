@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 
 from pipeline.app import load_app
+from pipeline.consume.process import EXIT_CONFIG
+from pipeline.consume.serve import serve
 from pipeline.errors import ConfigurationError
-from pipeline.lifecycle import EXIT_CONFIG
 from pipeline.logs import configure_logging
-from pipeline.service import serve
 from pipeline.settings import PipelineSettings
-from pipeline.telemetry import configure_tracing
+from pipeline.tracing.sdk import configure_tracing
 
 
 def main(argv: list[str]) -> int:

@@ -14,12 +14,12 @@ from __future__ import annotations
 from consumers.notice import notice_from
 from consumers.notifiers import Notifier, notifier_from_settings, with_retries
 from consumers.throttle import GroupingNotifier
-from pipeline.delivery import Delivery
-from pipeline.failure import ParkingPolicy
-from pipeline.lifecycle import WorkerPlan
-from pipeline.metrics import MetricsMiddleware, PipelineMetrics
+from pipeline.consume.delivery import Delivery
+from pipeline.consume.failure import ParkingPolicy
+from pipeline.consume.process import WorkerPlan
+from pipeline.consume.tracing_middleware import TracingMiddleware
+from pipeline.ops.metrics import MetricsMiddleware, PipelineMetrics
 from pipeline.settings import PipelineSettings
-from pipeline.tracing_middleware import TracingMiddleware
 from topology import naming
 
 NAME = naming.ADMIN_NOTIFIER

@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipeline import headers as h
-from pipeline.delivery import Delivery
-from pipeline.store_entry import StoredMessage
+from pipeline.consume.delivery import Delivery
+from pipeline.store.entry import StoredMessage
 
 GroupKey = tuple[str, str, str]  # (consumer, event type, error type)
 

@@ -2,9 +2,9 @@
 ladder, a dead-letter store and OpenTelemetry traces across every hop."""
 
 from pipeline.app import App
-from pipeline.blocking import BlockingPublisher
-from pipeline.consumer import Consumer
-from pipeline.delivery import Delivery, Outcome
+from pipeline.consume.consumer import Consumer
+from pipeline.consume.delivery import Delivery, Outcome
+from pipeline.consume.middleware import ConsumeMiddleware
 from pipeline.envelope import CloudEvent
 from pipeline.errors import (
     BatchPublishError,
@@ -22,8 +22,8 @@ from pipeline.errors import (
     UnroutableError,
 )
 from pipeline.events import Event
-from pipeline.middleware import ConsumeMiddleware
-from pipeline.publisher import Publisher
+from pipeline.publish.blocking import BlockingPublisher
+from pipeline.publish.publisher import Publisher
 from pipeline.settings import PipelineSettings
 
 __all__ = [

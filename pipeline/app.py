@@ -6,14 +6,14 @@ import importlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from pipeline.consumer import Consumer
+from pipeline.consume.consumer import Consumer
 from pipeline.errors import ConfigurationError
 from pipeline.events import Event
 from pipeline.settings import PipelineSettings
 from topology import RetryLadder, Topology, build_topology
 
 if TYPE_CHECKING:
-    from pipeline.lifecycle import WorkerPlan
+    from pipeline.consume.process import WorkerPlan
 
 ServiceFactory = Callable[[PipelineSettings], "WorkerPlan"]
 

@@ -2,7 +2,7 @@
 
 Names are lower-kebab with our own prefix and never ``x-``: RabbitMQ owns
 ``x-`` and changed how it treats ``x-death`` in 3.13 and 4.0
-(rabbitmq-server#11043, #11339). Only ``pipeline/failure.py`` and the
+(rabbitmq-server#11043, #11339). Only ``pipeline/consume/failure.py`` and the
 replay code write the failure headers; everyone may read them.
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.service import serve
+from pipeline.consume.serve import serve
 from pipeline.settings import PipelineSettings
 
 

@@ -14,11 +14,11 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from pipeline import dead_letters
 from pipeline.commands.output import console, fail, print_json
 from pipeline.errors import ConfigurationError
 from pipeline.settings import PipelineSettings
-from pipeline.store_entry import Selection, StoredMessage, parse_age
+from pipeline.store import dead_letters
+from pipeline.store.entry import Selection, StoredMessage, parse_age
 
 EXIT_NOT_FOUND = 6  # = cli.EXIT_PROBLEM: nothing matched, or some replays failed
 PROGRESS_FROM = 20  # show a progress bar from this many messages on

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from pipeline.app import load_app
 from pipeline.commands.output import print_json
 from pipeline.errors import ConfigurationError, InvalidMessageError
-from pipeline.publisher import Publisher
+from pipeline.publish.publisher import Publisher
 from pipeline.settings import PipelineSettings
 
 

@@ -3,7 +3,7 @@
 Prints, per consumer, its queue (ready, unacked, consumers attached, rates)
 and each rung of its retry ladder, then the dead-letter store (depth and the
 age of its oldest message) and the admin notifier's queues. Exits 0 when
-nothing is wrong and 6 when ``pipeline.status`` found a problem, so it can run
+nothing is wrong and 6 when ``pipeline.ops.status`` found a problem, so it can run
 as a check from cron or CI; 3 when the management API cannot be reached.
 """
 
@@ -22,12 +22,12 @@ from rich.text import Text
 
 from pipeline.commands.output import console, print_json
 from pipeline.commands.topology import load_topology
+from pipeline.ops.status import QueueState, StatusReport, read_status
 from pipeline.settings import PipelineSettings
-from pipeline.status import QueueState, StatusReport, read_status
 from topology import Topology
 
 EXIT_OK = 0
-EXIT_PROBLEM = 6  # the same code as pipeline/cli.py EXIT_PROBLEM
+EXIT_PROBLEM = 6  # the same code as pipeline/commands/cli.py EXIT_PROBLEM
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from pipeline.app import load_app
 from pipeline.commands.output import print_json, print_table
 from pipeline.connection import connect
-from pipeline.drift import find_drift
+from pipeline.ops.drift import find_drift
 from pipeline.settings import PipelineSettings
 from topology import Topology, apply_topology
 
@@ -135,4 +135,4 @@ def run_check(args: argparse.Namespace, settings: PipelineSettings) -> int:
         )
     else:
         print(f"no drift: vhost {settings.vhost!r} matches the declared topology")
-    return 6 if drifts else 0  # 6 = EXIT_PROBLEM (pipeline/cli.py)
+    return 6 if drifts else 0  # 6 = EXIT_PROBLEM (pipeline/commands/cli.py)

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from pipeline.access import AccessAdmin, Role, roles_for
 from pipeline.app import load_app
 from pipeline.commands.output import print_json
+from pipeline.consume.serve import plan_named
 from pipeline.errors import ConfigurationError
-from pipeline.service import plan_named
+from pipeline.ops.access import AccessAdmin, Role, roles_for
 from pipeline.settings import PipelineSettings
 
 

@@ -17,7 +17,7 @@ from pipeline.demo import scenario
 from pipeline.demo.scenario import Kind
 from pipeline.errors import ConfigurationError, PublishError
 from pipeline.events import Event
-from pipeline.publisher import Publisher
+from pipeline.publish.publisher import Publisher
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,8 @@ from rich.live import Live
 
 from pipeline.app import App, load_app
 from pipeline.connection import connect
+from pipeline.consume.process import EXIT_ERROR, StopSignal
+from pipeline.consume.serve import plan_named
 from pipeline.demo import report
 from pipeline.demo.board import (
     BoardLayout,
@@ -41,14 +43,12 @@ from pipeline.demo.probe import QueueProbe
 from pipeline.demo.producer import DemoProducer, OrderModels
 from pipeline.demo.supervisor import Supervisor, WorkerProcess
 from pipeline.errors import BrokerUnreachableError
-from pipeline.lifecycle import EXIT_ERROR, StopSignal
 from pipeline.logs import FORMAT, TraceContextFilter
-from pipeline.management import ManagementClient
-from pipeline.publisher import Publisher
-from pipeline.service import plan_named
+from pipeline.ops.management import ManagementClient
+from pipeline.publish.publisher import Publisher
 from pipeline.settings import PipelineSettings
-from pipeline.telemetry import configure_tracing
-from pipeline.trace_tree import format_trace_tree, pick_trace, read_spans
+from pipeline.tracing.sdk import configure_tracing
+from pipeline.tracing.tree import format_trace_tree, pick_trace, read_spans
 from topology import apply_topology, naming
 
 log = logging.getLogger(__name__)

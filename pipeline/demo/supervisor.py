@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # started by name so that pipeline/ never imports consumers/.
 WORKER_MODULE = "consumers"
 
-# The one line a worker logs when it stops (pipeline/lifecycle.py).
+# The one line a worker logs when it stops (pipeline/consume/process.py).
 _STOPPED_LINE = re.compile(r"consumer (?P<name>\S+) stopped after \S+: (?P<counters>.*)$")
 
 

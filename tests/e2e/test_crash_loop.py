@@ -11,8 +11,9 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from pipeline import Publisher, dead_letters
-from pipeline.store_entry import CRASH_LOOP_ERROR, Selection
+from pipeline import Publisher
+from pipeline.store import dead_letters
+from pipeline.store.entry import CRASH_LOOP_ERROR, Selection
 from tests.apps.crashy import CRASH_EXIT_CODE, app
 from tests.conftest import make_settings
 from tests.support.events import ThingHappened

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import Publisher
-from pipeline.trace_tree import SpanRecord, format_trace_tree, read_spans
+from pipeline.tracing.tree import SpanRecord, format_trace_tree, read_spans
 from tests.apps.traced import app
 from tests.support.events import ThingHappened
 from tests.support.runtime import queue_state

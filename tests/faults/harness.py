@@ -27,7 +27,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from pipeline import PipelineSettings, Publisher
 from pipeline.connection import connect
 from pipeline.errors import PublishError
-from pipeline.management import ManagementClient
+from pipeline.ops.management import ManagementClient
 from tests.apps.faults_ledger import CONSUMER, ItemRecorded, build
 from tests.support.waiting import eventually
 from topology import apply_topology, naming

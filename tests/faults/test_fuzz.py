@@ -12,7 +12,7 @@ from hypothesis import settings as hypothesis_settings
 
 from pipeline import headers as h
 from pipeline.errors import PublishError, UnroutableError
-from pipeline.outbound import ExchangeCache, send_confirmed
+from pipeline.publish.outbound import ExchangeCache, send_confirmed
 from tests.faults.fuzz import SEQ_HEADER, FuzzMessage, fuzz_messages
 from tests.faults.harness import Stopwatch, declare, queue_depths
 from tests.support.waiting import eventually

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline import Publisher
-from pipeline.lifecycle import EXIT_OK
+from pipeline.consume.process import EXIT_OK
 from tests.faults.harness import QUEUE, Stopwatch, declare, publish_all, queue_depths
 from tests.support.runtime import queue_state
 from tests.support.waiting import eventually

@@ -70,7 +70,7 @@ async def test_a_retry_copy_the_broker_cannot_store_leaves_the_original_unacked_
     node, node_settings, ledger, ledger_path, tmp_path, caplog, report, how
 ):
     # Given a consumer whose handler fails, and a first rung that cannot take the copy
-    caplog.set_level(logging.ERROR, logger="pipeline.failure")
+    caplog.set_level(logging.ERROR, logger="pipeline.consume.failure")
     flag = tmp_path / "downstream-down"
     flag.touch()
     app = build(ledger_path, fail_flag=flag)

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline import dead_letters
-from pipeline.store_entry import Selection
+from pipeline.store import dead_letters
+from pipeline.store.entry import Selection
 from tests.support.runtime import drain, queue_state
 from tests.support.store import cli_env, fill_store, run_cli
 

@@ -7,8 +7,8 @@ from urllib.parse import quote
 
 import pytest
 
-from pipeline.drift import find_drift
-from pipeline.lifecycle import EXIT_TOPOLOGY, StopSignal, plan_for, run_worker
+from pipeline.consume.process import EXIT_TOPOLOGY, StopSignal, plan_for, run_worker
+from pipeline.ops.drift import find_drift
 from tests.apps.crashy import app
 from tests.conftest import make_settings
 from tests.support.runtime import running

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from pipeline import App, Consumer, PermanentError, Publisher, TransientError
-from pipeline.lifecycle import EXIT_CONFIG, EXIT_OK, StopSignal, plan_for, run_worker
+from pipeline.consume.process import EXIT_CONFIG, EXIT_OK, StopSignal, plan_for, run_worker
 from tests.conftest import make_settings
 from tests.support.events import ThingHappened
 from tests.support.health import free_port, get, metric_value, wait_ready
@@ -48,11 +48,11 @@ async def test_health_endpoints_say_alive_and_ready_once_the_worker_consumes(bro
 
 
 async def probe(port: int) -> int:
-    """``python -m pipeline.health /readyz`` against ``port``, without blocking the loop."""
+    """``python -m pipeline.ops.health /readyz`` against ``port``, without blocking the loop."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     env["PIPELINE_HEALTH_PORT"] = str(port)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pipeline.health", "/readyz", env=env,
+        sys.executable, "-m", "pipeline.ops.health", "/readyz", env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
     return await asyncio.wait_for(process.wait(), 30)

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import App, Consumer, PermanentError, Publisher, TransientError
 from pipeline import headers as h
-from pipeline.delivery import Outcome
+from pipeline.consume.delivery import Outcome
 from tests.conftest import make_settings
 from tests.support.events import ThingHappened
 from tests.support.recording import recorded_plan

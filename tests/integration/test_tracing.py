@@ -15,10 +15,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from consumers import admin_notifier
 from pipeline import App, Consumer, PermanentError, Publisher, TransientError
-from pipeline.dead_letters import replay
 from pipeline.logs import FORMAT, TraceContextFilter
-from pipeline.store_entry import Selection
-from pipeline.trace_tree import format_trace_tree
+from pipeline.store.dead_letters import replay
+from pipeline.store.entry import Selection
+from pipeline.tracing.tree import format_trace_tree
 from tests.conftest import make_settings
 from tests.support.events import ThingHappened
 from tests.support.runtime import running

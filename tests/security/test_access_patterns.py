@@ -7,7 +7,7 @@ import re
 import pytest
 
 from consumers.registry import app
-from pipeline.access import DEFAULT_EXCHANGE, exactly, roles_for
+from pipeline.ops.access import DEFAULT_EXCHANGE, exactly, roles_for
 from topology import RetryLadder, naming
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline import Publisher
 from pipeline.errors import MessageTooLargeError, PublishError
-from pipeline.outbound import ExchangeCache, send_confirmed
+from pipeline.publish.outbound import ExchangeCache, send_confirmed
 from tests.apps.faults_ledger import ItemRecorded
 from tests.faults.harness import QUEUE, declare
 from tests.security.conftest import BROKER_MAX_MESSAGE_BYTES

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline import Consumer, PipelineSettings
-from pipeline.delivery import Delivery, Outcome
-from pipeline.lifecycle import WorkerPlan, plan_for
-from pipeline.middleware import CallNext
+from pipeline.consume.delivery import Delivery, Outcome
+from pipeline.consume.middleware import CallNext
+from pipeline.consume.process import WorkerPlan, plan_for
 
 
 @dataclass(frozen=True)

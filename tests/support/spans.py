@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from pipeline.trace_tree import SpanRecord, format_trace_tree
+from pipeline.tracing.tree import SpanRecord, format_trace_tree
 
 
 class _GatedProcessor(SimpleSpanProcessor):

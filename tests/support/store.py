@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from pipeline import App, Consumer, PermanentError, PipelineSettings, Publisher, TransientError
-from pipeline.cli import main
+from pipeline.commands.cli import main
 from tests.support.events import OtherThingHappened, ThingHappened
 from tests.support.runtime import queue_state, running
 from tests.support.waiting import eventually

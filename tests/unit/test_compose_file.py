@@ -23,7 +23,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from pipeline.app import load_app
-from pipeline.cli import build_parser
+from pipeline.commands.cli import build_parser
 from pipeline.commands.topology import definitions
 from pipeline.settings import PipelineSettings
 from tests.support import compose
@@ -156,7 +156,7 @@ def test_workers_check_readiness_on_the_port_their_health_server_uses(document, 
         settings = _settings_from(compose.environment_of(service), monkeypatch)
         assert settings.health_port == 8000
         assert settings.health_host == "0.0.0.0"
-        assert service["healthcheck"]["test"] == ["CMD", "python", "-m", "pipeline.health",
+        assert service["healthcheck"]["test"] == ["CMD", "python", "-m", "pipeline.ops.health",
                                                   "/readyz"]
         assert "8000" in service["expose"]
         assert "ports" not in service, f"{name}: host ports would break --scale"
@@ -234,7 +234,7 @@ def test_dockerfile_builds_in_two_stages_and_runs_as_a_non_root_user():
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, re.M)
     assert [name for _, name in stages] == ["build", "runtime"]
     assert re.search(r"^USER (?!root)\w+", runtime, re.M)
-    assert "pipeline.health" in re.search(r"^HEALTHCHECK.*(?:\n\s+.*)*", runtime, re.M)[0]
+    assert "pipeline.ops.health" in re.search(r"^HEALTHCHECK.*(?:\n\s+.*)*", runtime, re.M)[0]
     assert not re.search(r"apt-get|gcc|build-essential", runtime)
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
         for path in source.split():

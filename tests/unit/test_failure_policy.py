@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 
 from pipeline import headers as h
-from pipeline.dead_letters import replay_headers, replay_target
-from pipeline.delivery import Delivery
+from pipeline.consume.delivery import Delivery
+from pipeline.consume.failure import DeadLetter, Retry, decide, failure_headers
 from pipeline.errors import (
     InvalidMessageError,
     PermanentError,
     TransientError,
     UnknownEventTypeError,
 )
-from pipeline.failure import DeadLetter, Retry, decide, failure_headers
 from pipeline.settings import PipelineSettings
-from pipeline.store_entry import StoredMessage
+from pipeline.store.dead_letters import replay_headers, replay_target
+from pipeline.store.entry import StoredMessage
 from topology import RetryLadder
 
 LADDER = RetryLadder.parse("1s,5s,30s,5m,30m")

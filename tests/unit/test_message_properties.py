@@ -5,7 +5,7 @@ from __future__ import annotations
 from pamqp.header import ContentHeader
 
 from pipeline import envelope
-from pipeline.publisher import build_message, message_properties
+from pipeline.publish.publisher import build_message, message_properties
 from tests.support.events import ThingHappened
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.status import build_report
+from pipeline.ops.status import build_report
 from topology import RetryLadder, Subscription, build_topology, naming
 
 LADDER = RetryLadder.parse("1s,5s")

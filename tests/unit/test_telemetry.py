@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.telemetry import build_tracer_provider, requested_exporters
-from pipeline.trace_tree import read_spans
+from pipeline.tracing.sdk import build_tracer_provider, requested_exporters
+from pipeline.tracing.tree import read_spans
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,7 @@ def test_with_nothing_configured_nothing_is_installed_and_nothing_printed():
     result = run_python("""
         from opentelemetry import trace
         from pipeline.settings import PipelineSettings
-        from pipeline.telemetry import configure_tracing
+        from pipeline.tracing.sdk import configure_tracing
         assert configure_tracing(PipelineSettings(), component="billing") is None
         assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     """)
@@ -68,7 +68,7 @@ def test_the_library_works_without_the_sdk_and_passes_the_trace_on():
         import consumers.registry, pipeline
         from pipeline import tracing
         from pipeline.settings import PipelineSettings
-        from pipeline.telemetry import configure_tracing
+        from pipeline.tracing.sdk import configure_tracing
 
         assert configure_tracing(PipelineSettings()) is None
         incoming = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
@@ -173,7 +173,7 @@ def test_a_process_installs_tracing_once_and_a_second_trace_file_joins_it(tmp_pa
         from pathlib import Path
         from pipeline import tracing
         from pipeline.settings import PipelineSettings
-        from pipeline.telemetry import configure_tracing
+        from pipeline.tracing.sdk import configure_tracing
 
         first = configure_tracing(PipelineSettings(), component="billing")
         second = configure_tracing("demo", trace_file=Path({str(demo)!r}))

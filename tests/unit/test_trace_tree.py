@@ -10,8 +10,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Link, SpanKind
 
-from pipeline.trace_file import JsonLinesSpanExporter
-from pipeline.trace_tree import (
+from pipeline.tracing.span_file import JsonLinesSpanExporter
+from pipeline.tracing.tree import (
     SpanRecord,
     format_duration,
     format_trace_tree,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 from pipeline import envelope, tracing
-from pipeline.consumer import Consumer, Route
-from pipeline.delivery import Delivery
+from pipeline.consume.consumer import Consumer, Route
+from pipeline.consume.delivery import Delivery
 from pipeline.errors import UnknownEventTypeError
 from pipeline.events import Event
 

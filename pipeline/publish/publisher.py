@@ -18,7 +18,7 @@ from pipeline import envelope, tracing
 from pipeline.connection import connect
 from pipeline.errors import BatchPublishError, MessageTooLargeError, PublishError
 from pipeline.events import Event, validate_event_type
-from pipeline.outbound import PERSISTENT, ExchangeCache, send_confirmed
+from pipeline.publish.outbound import PERSISTENT, ExchangeCache, send_confirmed
 from pipeline.settings import PipelineSettings
 from topology import naming
 

@@ -25,6 +25,7 @@ from pipeline.commands import dead_letters as dead_letters_command
 from pipeline.commands import status as status_command
 from pipeline.commands import users as users_command
 from pipeline.commands.output import fail
+from pipeline.consume.process import EXIT_CONFIG, EXIT_ERROR, EXIT_TOPOLOGY, EXIT_UNREACHABLE
 from pipeline.errors import (
     BrokerUnreachableError,
     ConfigurationError,
@@ -32,10 +33,9 @@ from pipeline.errors import (
     PublishError,
     TopologyDriftError,
 )
-from pipeline.lifecycle import EXIT_CONFIG, EXIT_ERROR, EXIT_TOPOLOGY, EXIT_UNREACHABLE
 from pipeline.logs import configure_logging
 from pipeline.settings import PipelineSettings
-from pipeline.telemetry import configure_tracing
+from pipeline.tracing.sdk import configure_tracing
 from topology import TopologyMismatchError
 
 EXIT_UNCONFIRMED = 5

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from pipeline.errors import ConfigurationError
-from pipeline.management import ManagementClient
+from pipeline.ops.management import ManagementClient
 from pipeline.settings import PipelineSettings
 from topology import RetryLadder, Topology, naming
 

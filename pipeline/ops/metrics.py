@@ -1,4 +1,4 @@
-"""Prometheus metrics of one worker process, served on ``/metrics`` by ``pipeline.health``.
+"""Prometheus metrics of one worker process, served on ``/metrics`` by ``pipeline.ops.health``.
 
 Each ``PipelineMetrics`` owns its registry: nothing is registered globally,
 so several workers can run in one process (the tests do) and nothing
@@ -13,7 +13,7 @@ happens at import time.
     pipeline_dead_letters_total{consumer,reason}            dead-letters sent, by reason
     pipeline_publish_confirm_seconds{exchange}              publish until broker confirm
     pipeline_queue_messages{queue,consumer,role}            read from the broker on scrape
-    pipeline_queue_consumers{queue,consumer,role}           (see pipeline.queue_depth)
+    pipeline_queue_consumers{queue,consumer,role}           (see pipeline.ops.queue_depth)
 
 The per-delivery metrics are counted in plain dicts and turned into metric
 families only when scraped (``DeliveryCollector``): prometheus-client's
@@ -38,9 +38,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pipeline.delivery import Delivery, Outcome
-from pipeline.failure import DeadLetter, Retry, decide
-from pipeline.middleware import CallNext
+from pipeline.consume.delivery import Delivery, Outcome
+from pipeline.consume.failure import DeadLetter, Retry, decide
+from pipeline.consume.middleware import CallNext
 from topology import RetryLadder
 
 # Handlers range from sub-millisecond to "called a slow bank": 1 ms .. 60 s.
@@ -186,7 +186,7 @@ class MetricsMiddleware:
     """Counts every delivery and times it; put it outermost so it sees the final outcome.
 
     The rung of a retry and the reason of a dead-letter are what
-    ``pipeline.failure.decide`` (the one failure policy) chose for this delivery.
+    ``pipeline.consume.failure.decide`` (the one failure policy) chose for this delivery.
     """
 
     def __init__(

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from pipeline.events import Event
-from pipeline.publisher import Publisher
+from pipeline.publish.publisher import Publisher
 from pipeline.settings import PipelineSettings
 
 T = TypeVar("T")

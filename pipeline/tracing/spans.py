@@ -3,7 +3,7 @@
 The library uses the OpenTelemetry API only: without an SDK every span is a
 non-recording one that still carries the incoming context, so a process with
 tracing off passes the trace on unchanged. Processes we ship install the SDK
-(``pipeline.telemetry``). Names and attributes follow the OpenTelemetry
+(``pipeline.tracing.sdk``). Names and attributes follow the OpenTelemetry
 messaging semantic conventions. See docs/tracing.md for the model:
 
 * publish          PRODUCER  ``publish pipeline.events``

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
 
 from pipeline import tracing
-from pipeline.delivery import Delivery, Outcome
-from pipeline.failure import FailurePolicy
-from pipeline.middleware import CallNext, ConsumeMiddleware, chain
+from pipeline.consume.delivery import Delivery, Outcome
+from pipeline.consume.failure import FailurePolicy
+from pipeline.consume.middleware import CallNext, ConsumeMiddleware, chain
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline import tracing
-from pipeline.delivery import Delivery, Outcome
-from pipeline.middleware import CallNext
+from pipeline.consume.delivery import Delivery, Outcome
+from pipeline.consume.middleware import CallNext
 
 
 class TracingMiddleware:

@@ -2,7 +2,7 @@
 
 A message reaches the store two ways, and both read the same here:
 
-* dead-lettered by ``pipeline/failure.py``: our ``pipeline-*`` headers say
+* dead-lettered by ``pipeline/consume/failure.py``: our ``pipeline-*`` headers say
   everything (reason, error, traceback, origin queue, attempts);
 * dead-lettered by the broker (a consumer queue's delivery limit, a crash
   loop): only RabbitMQ's ``x-death`` / ``x-first-death-*`` headers exist, so

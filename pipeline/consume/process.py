@@ -20,18 +20,18 @@ from dataclasses import dataclass, field
 
 from pipeline import tracing
 from pipeline.connection import connect
-from pipeline.consumer import Consumer
-from pipeline.dispatch import EventDispatcher
-from pipeline.drift import refuse_dangerous_drift
+from pipeline.consume.consumer import Consumer
+from pipeline.consume.dispatch import EventDispatcher
+from pipeline.consume.failure import FailurePolicy, LadderPolicy
+from pipeline.consume.middleware import ConsumeMiddleware
+from pipeline.consume.tracing_middleware import TracingMiddleware
+from pipeline.consume.worker import Processor, Worker
 from pipeline.errors import BrokerUnreachableError, ConfigurationError, TopologyDriftError
-from pipeline.failure import FailurePolicy, LadderPolicy
-from pipeline.health import Readiness, serving_health
-from pipeline.metrics import MetricsMiddleware, PipelineMetrics
-from pipeline.middleware import ConsumeMiddleware
-from pipeline.outbound import ExchangeCache
+from pipeline.ops.drift import refuse_dangerous_drift
+from pipeline.ops.health import Readiness, serving_health
+from pipeline.ops.metrics import MetricsMiddleware, PipelineMetrics
+from pipeline.publish.outbound import ExchangeCache
 from pipeline.settings import PipelineSettings
-from pipeline.tracing_middleware import TracingMiddleware
-from pipeline.worker import Processor, Worker
 from topology import Topology, TopologyMismatchError, apply_topology
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,10 @@
 """A span exporter that appends finished spans to a file as JSON lines.
 
-Enabled by ``PIPELINE_TRACE_FILE``; ``pipeline.telemetry`` imports this
+Enabled by ``PIPELINE_TRACE_FILE``; ``pipeline.tracing.sdk`` imports this
 module only when the OpenTelemetry SDK is installed. Several processes may
 share one file (the demo's consumers and the demo itself): each export is
 one ``write`` on a file opened with ``O_APPEND``, so lines from different
-processes do not interleave. Read it back with ``pipeline.trace_tree.read_spans``.
+processes do not interleave. Read it back with ``pipeline.tracing.tree.read_spans``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from pipeline.trace_tree import SpanRecord
+from pipeline.tracing.tree import SpanRecord
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from pipeline.management import ManagementClient
+from pipeline.ops.management import ManagementClient
 from pipeline.settings import PipelineSettings
 from topology import QueueSpec
 

@@ -33,7 +33,7 @@ import httpx
 from pydantic import SecretStr
 
 from pipeline.errors import BrokerUnreachableError, ConfigurationError
-from pipeline.management import ManagementClient
+from pipeline.ops.management import ManagementClient
 from topology import Topology, naming
 
 DEFAULT_EXCHANGE = "amq.default"  # the default exchange's name in permission checks

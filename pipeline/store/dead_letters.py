@@ -30,9 +30,9 @@ from pipeline import headers as h
 from pipeline import tracing
 from pipeline.connection import connect
 from pipeline.errors import ConfigurationError, PublishError
-from pipeline.outbound import ExchangeCache, copy_message, send_confirmed
+from pipeline.publish.outbound import ExchangeCache, copy_message, send_confirmed
 from pipeline.settings import PipelineSettings
-from pipeline.store_entry import Selection, StoredMessage, broker_origin
+from pipeline.store.entry import Selection, StoredMessage, broker_origin
 from topology import naming
 
 log = logging.getLogger(__name__)

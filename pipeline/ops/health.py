@@ -3,10 +3,10 @@
     GET /healthz   200 while the process and its event loop answer (liveness)
     GET /readyz    200 once connected, topology applied and consuming; 503 with
                    the failing checks otherwise, also while draining on SIGTERM
-    GET /metrics   Prometheus text format (pipeline.metrics, pipeline.queue_depth)
+    GET /metrics   Prometheus text format (pipeline.ops.metrics, pipeline.ops.queue_depth)
 
 A few lines of asyncio instead of a web framework: three GET routes, one
-request per connection. ``python -m pipeline.health`` probes ``/readyz`` of
+request per connection. ``python -m pipeline.ops.health`` probes ``/readyz`` of
 the local process and exits 0 or 1 (the image's HEALTHCHECK).
 """
 
@@ -26,8 +26,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.errors import ConfigurationError
-from pipeline.metrics import PipelineMetrics
-from pipeline.queue_depth import QueueDepths
+from pipeline.ops.metrics import PipelineMetrics
+from pipeline.ops.queue_depth import QueueDepths
 from pipeline.settings import PipelineSettings
 from topology import QueueSpec
 

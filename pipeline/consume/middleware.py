@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Protocol
 
-from pipeline.delivery import Delivery, Outcome
+from pipeline.consume.delivery import Delivery, Outcome
 
 CallNext = Callable[[Delivery], Awaitable[Outcome]]
 

@@ -1,7 +1,7 @@
 """Process-level tracing setup: install the OpenTelemetry SDK only when asked to.
 
 The library records spans through the OpenTelemetry API alone
-(``pipeline.tracing``); a process we ship (``python -m consumers``, the CLI)
+(``pipeline.tracing.spans``); a process we ship (``python -m consumers``, the CLI)
 calls ``configure_tracing`` once at start and ``Telemetry.shutdown`` on the
 way out so no finished span is lost. Tracing is on when any of these is set:
 
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from pipeline.settings import PipelineSettings
-from pipeline.trace_tree import format_trace_tree, pick_trace, read_spans
+from pipeline.tracing.tree import format_trace_tree, pick_trace, read_spans
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -140,7 +140,7 @@ def configure_tracing(
     if isinstance(current, TracerProvider):
         return _add_trace_file(current, trace_file)
     if not isinstance(current, trace.ProxyTracerProvider):
-        log.warning("a non-SDK tracer provider is installed; pipeline.telemetry leaves it alone")
+        log.warning("a non-SDK tracer provider is installed; pipeline.tracing.sdk leaves it alone")
         return None
     telemetry = build_tracer_provider(service, trace_file, names)
     if not telemetry.exporters:  # every exporter named was unknown (already logged)
@@ -197,7 +197,7 @@ def _network_processor(name: str) -> SpanProcessor | None:
 def _file_processor(path: Path) -> SimpleSpanProcessor:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    from pipeline.trace_file import JsonLinesSpanExporter
+    from pipeline.tracing.span_file import JsonLinesSpanExporter
 
     # Written as each span ends, so a reader (the demo, a test) sees a hop
     # as soon as it happened, even while this process keeps running.
@@ -206,7 +206,7 @@ def _file_processor(path: Path) -> SimpleSpanProcessor:
 
 def _add_trace_file(provider: TracerProvider, trace_file: Path | None) -> Telemetry | None:
     if trace_file is None:
-        log.info("a tracer provider is already installed; pipeline.telemetry leaves it alone")
+        log.info("a tracer provider is already installed; pipeline.tracing.sdk leaves it alone")
         return None
     processor = _file_processor(trace_file)
     provider.add_span_processor(processor)

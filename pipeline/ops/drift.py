@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pipeline.errors import BrokerUnreachableError, TopologyDriftError
-from pipeline.management import ManagementClient
+from pipeline.ops.management import ManagementClient
 from pipeline.settings import PipelineSettings
 from topology import QueueSpec, Topology
 

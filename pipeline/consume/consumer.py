@@ -5,7 +5,7 @@
     @billing.handler
     async def charge(event: OrderPlaced) -> None: ...
 
-Declaring does no I/O; ``pipeline.worker`` runs it.
+Declaring does no I/O; ``pipeline.consume.worker`` runs it.
 """
 
 from __future__ import annotations

@@ -23,14 +23,14 @@ from typing import Any, Protocol
 
 from pipeline import headers as h
 from pipeline import tracing
-from pipeline.delivery import Delivery, Outcome
+from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.errors import (
     InvalidMessageError,
     PermanentError,
     PublishError,
     UnknownEventTypeError,
 )
-from pipeline.outbound import ExchangeCache, copy_message, send_confirmed
+from pipeline.publish.outbound import ExchangeCache, copy_message, send_confirmed
 from pipeline.settings import PipelineSettings
 from topology import RetryLadder, RetryRung, naming
 

@@ -2,7 +2,7 @@
 
 A trace file (``PIPELINE_TRACE_FILE``) holds one JSON object per line, one
 line per finished span, appended by every process that was given the file
-(``pipeline.trace_file``). ``format_trace_tree`` shows one trace the way a
+(``pipeline.tracing.span_file``). ``format_trace_tree`` shows one trace the way a
 user thinks of an event's journey: publish, each processing attempt, each
 retry and the wait before the next attempt. Needs no OpenTelemetry SDK.
 """

@@ -7,8 +7,8 @@ import asyncio
 import logging
 
 from pipeline.app import App, load_app
+from pipeline.consume.process import EXIT_CONFIG, WorkerPlan, plan_for, run_worker
 from pipeline.errors import ConfigurationError
-from pipeline.lifecycle import EXIT_CONFIG, WorkerPlan, plan_for, run_worker
 from pipeline.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
