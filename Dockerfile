@@ -16,7 +16,7 @@ WORKDIR /src
 # Dependencies first: this layer is rebuilt only when the lock changes.
 COPY requirements.lock ./
 RUN pip install --require-virtualenv --no-deps -r requirements.lock && pip check
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY topology ./topology
 COPY pipeline ./pipeline
 COPY consumers ./consumers

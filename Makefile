@@ -1,10 +1,10 @@
-# Quick start: `make run` (the live demo) and `make test` (the whole suite).
+# Quick start: `make run` (the live demo) and `make test` (the test suite).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DURATION ?= 0
 
-.PHONY: run test setup broker lint typecheck check bench bench-smoke clean
+.PHONY: run test test-faults test-all setup broker lint typecheck check bench bench-smoke clean
 
 $(BIN)/pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,17 +21,24 @@ broker:
 run: setup broker
 	$(BIN)/pipeline demo --fast-ladder --duration $(DURATION)
 
-## The test suite against the real broker (each test in its own vhost).
+## The test suite against the real broker (each test in its own vhost); < 10 min.
 test: setup broker
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not faults"
+
+## Fault injection on throwaway broker nodes (kill -9, alarms, closed connections, fuzzing).
+test-faults: setup broker
+	$(BIN)/pytest -m faults
+
+## Everything CI runs.
+test-all: test test-faults
 
 lint: setup
-	$(BIN)/ruff check pipeline topology consumers tests
+	$(BIN)/ruff check pipeline topology consumers tests bench
 
 typecheck: setup
 	$(BIN)/mypy
 
-check: lint typecheck test
+check: lint typecheck test-all
 
 ## Our pipeline vs raw aio-pika in one run (< 10 min): table + bench/results/latest.json.
 bench: setup broker

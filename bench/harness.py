@@ -19,7 +19,7 @@ from pipeline import App, Consumer, Event, PipelineSettings, envelope
 from pipeline.connection import connect
 from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.consume.middleware import CallNext, ConsumeMiddleware
-from pipeline.consume.process import plan_for
+from pipeline.consume.plan import plan_for
 from pipeline.consume.worker import Worker
 from pipeline.publish.outbound import ExchangeCache
 from pipeline.publish.publisher import build_message

@@ -1,31 +1,46 @@
-"""``python -m consumers NAME``: run one consumer (as a container does)."""
+"""``python -m consumers NAME``: run one worker of this repository's app (as a container does).
+
+Without ``PIPELINE_APP`` it runs ``consumers.registry:app`` (the orders demo);
+a deployment of your own sets ``PIPELINE_APP`` to its App.
+"""
 
 from __future__ import annotations
 
 import sys
 
+from pydantic import ValidationError
+
 from pipeline.app import load_app
-from pipeline.consume.process import EXIT_CONFIG
-from pipeline.consume.serve import serve
+from pipeline.consume.process import run_named
 from pipeline.errors import ConfigurationError
+from pipeline.exits import ExitCode
 from pipeline.logs import configure_logging
-from pipeline.settings import PipelineSettings
+from pipeline.settings import PipelineSettings, describe_invalid_settings
 from pipeline.tracing.sdk import configure_tracing
+
+REPOSITORY_APP = "consumers.registry:app"
 
 
 def main(argv: list[str]) -> int:
-    configure_logging()
-    settings = PipelineSettings()
+    try:
+        settings = PipelineSettings()
+    except ValidationError as exc:
+        configure_logging()
+        print(f"python -m consumers: {describe_invalid_settings(exc)}", file=sys.stderr)
+        return ExitCode.CONFIG
+    if settings.app is None:
+        settings = settings.model_copy(update={"app": REPOSITORY_APP})
+    configure_logging(settings.log_level)
     if len(argv) != 1:
         try:
             names = ", ".join(load_app(settings.app).worker_names)
         except ConfigurationError as exc:
-            names = f"(cannot load the registry: {exc})"
+            names = f"(cannot load the app: {exc})"
         print(f"usage: python -m consumers NAME   (one of: {names})", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     telemetry = configure_tracing(settings, component=argv[0])
     try:
-        return serve(settings, argv[0])
+        return run_named(settings, argv[0])
     finally:
         if telemetry is not None:
             telemetry.shutdown()  # export the last spans before the process ends

@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 consumer = Consumer("billing", patterns=["orders.#"], prefetch=10)
 
+# The demo's deliberate faults (consumers/demo/scenario.py sends these values).
+FLAKY_CARD = "flaky-card"
+EXPIRED_CARD = "expired-card"
+
 # Attempts seen per order in this process: enough to make the demo's flaky
 # bank succeed on the third try (retries come back to this same consumer).
 _attempts: Counter[str] = Counter()
@@ -26,9 +30,9 @@ FLAKY_FAILURES = 2
 
 @consumer.handler
 async def charge(event: OrderPlaced) -> None:
-    if event.payment_method == "expired-card":
+    if event.payment_method == EXPIRED_CARD:
         raise PermanentError(f"card for order {event.order_id} expired")
-    if event.payment_method == "flaky-card":
+    if event.payment_method == FLAKY_CARD:
         _attempts[event.order_id] += 1
         if _attempts[event.order_id] <= FLAKY_FAILURES:
             raise TransientError(f"bank timed out charging order {event.order_id}")

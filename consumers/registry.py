@@ -15,7 +15,7 @@ def build_app() -> App:
     return App(
         consumers=[billing.consumer, shipping.consumer, audit.consumer],
         events=[OrderPlaced, OrderCancelled],
-        services={admin_notifier.NAME: admin_notifier.plan},
+        workers={admin_notifier.NAME: admin_notifier.plan},
     )
 
 

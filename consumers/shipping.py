@@ -14,6 +14,9 @@ from pipeline import Consumer
 
 log = logging.getLogger(__name__)
 
+# The demo's deliberate fault (consumers/demo/scenario.py sends it).
+NO_CARRIER_COUNTRY = "XX"
+
 consumer = Consumer("shipping", patterns=["orders.order.placed"], prefetch=10)
 
 
@@ -23,6 +26,6 @@ class NoCarrierError(RuntimeError):
 
 @consumer.handler
 async def book_parcel(event: OrderPlaced) -> None:
-    if event.country == "XX":
+    if event.country == NO_CARRIER_COUNTRY:
         raise NoCarrierError(f"no carrier ships to {event.country}")
     log.info("parcel booked for order %s to %s", event.order_id, event.country)

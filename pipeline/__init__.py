@@ -4,7 +4,7 @@ ladder, a dead-letter store and OpenTelemetry traces across every hop."""
 from pipeline.app import App
 from pipeline.consume.consumer import Consumer
 from pipeline.consume.delivery import Delivery, Outcome
-from pipeline.consume.middleware import ConsumeMiddleware
+from pipeline.consume.protocols import ConsumeMiddleware
 from pipeline.envelope import CloudEvent
 from pipeline.errors import (
     BatchPublishError,

@@ -1,21 +1,24 @@
-"""The registry of a deployment's consumers: the composition root's product."""
+"""The registry of a deployment's workers: the composition root's product.
+
+An App holds the event consumers (``Consumer``), any other workers by name
+(``workers``: a factory of their ``WorkerPlan``, like the admin notifier) and
+every event model producers use. ``PIPELINE_APP`` names it as
+``package.module:attribute``.
+"""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from pipeline.consume.consumer import Consumer
 from pipeline.errors import ConfigurationError
 from pipeline.events import Event
-from pipeline.settings import PipelineSettings
 from topology import RetryLadder, Topology, build_topology
 
 if TYPE_CHECKING:
-    from pipeline.consume.process import WorkerPlan
-
-ServiceFactory = Callable[[PipelineSettings], "WorkerPlan"]
+    from pipeline.consume.protocols import PlanFactory
 
 
 class App:
@@ -25,10 +28,10 @@ class App:
         self,
         consumers: Iterable[Consumer],
         events: Iterable[type[Event]] = (),
-        services: Mapping[str, ServiceFactory] | None = None,
+        workers: Mapping[str, PlanFactory] | None = None,
     ) -> None:
-        # Services are workers that are not event consumers (the admin notifier).
-        self.services: dict[str, ServiceFactory] = dict(services or {})
+        # Workers that are not event consumers (the admin notifier), by name.
+        self.workers: dict[str, PlanFactory] = dict(workers or {})
         self.consumers: dict[str, Consumer] = {}
         for consumer in consumers:
             if consumer.name in self.consumers:
@@ -43,7 +46,7 @@ class App:
 
     @property
     def worker_names(self) -> list[str]:
-        return sorted([*self.consumers, *self.services])
+        return sorted([*self.consumers, *self.workers])
 
     def consumer(self, name: str) -> Consumer:
         """The consumer called ``name``; ``ConfigurationError`` lists the known ones."""
@@ -58,8 +61,17 @@ class App:
         return build_topology(subscriptions, ladder, delivery_limit)
 
 
-def load_app(path: str) -> App:
-    """Import ``module:attribute`` (``PIPELINE_APP``) and return the App it names."""
+def load_app(path: str | None) -> App:
+    """Import ``module:attribute`` (``PIPELINE_APP``) and return the App it names.
+
+    Raises ``ConfigurationError`` saying what to set when ``path`` is unset or wrong.
+    """
+    if not path:
+        raise ConfigurationError(
+            "PIPELINE_APP is not set: point it at your App as 'package.module:attribute', "
+            "e.g. PIPELINE_APP=myservice.consumers:app (this repository's demo app is "
+            "consumers.registry:app)"
+        )
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
         raise ConfigurationError(f"PIPELINE_APP={path!r} must look like 'package.module:app'")

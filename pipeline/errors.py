@@ -3,7 +3,9 @@
     PipelineError
     ├── ConfigurationError          a setting or registration cannot work
     ├── BrokerUnreachableError      the first connection failed after retries
-    ├── TopologyDriftError          the broker's objects differ from ours (check)
+    ├── TopologyError               the broker's objects differ from ours
+    │   ├── TopologyMismatchError   declaring failed: an object exists with other arguments
+    │   └── TopologyDriftError      a policy or argument on the broker undoes ours (check)
     ├── PublishError                an event was NOT confirmed by the broker
     │   ├── UnroutableError         no queue is bound for the routing key
     │   ├── PublishRejectedError    the broker nacked it (queue full, limit)
@@ -19,12 +21,14 @@ Handlers signal what should happen to a message by raising:
     ├── TransientError              retry on the ladder (any other exception too)
     └── PermanentError              dead-letter at once; retrying cannot help
 
-(``topology.TopologyMismatchError`` is raised by ``apply``.)
+``pipeline.exits.exit_code_for`` maps each branch to a process exit code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from topology import TopologyMismatchError as _DeclareMismatch
 
 
 class PipelineError(Exception):
@@ -39,7 +43,19 @@ class BrokerUnreachableError(PipelineError):
     """No connection to the broker after retrying for ``connect_timeout_s``."""
 
 
-class TopologyDriftError(PipelineError):
+class TopologyError(PipelineError):
+    """The broker's objects differ from the declared topology."""
+
+
+class TopologyMismatchError(TopologyError, _DeclareMismatch):
+    """Declaring failed: objects exist on the broker with other arguments (``mismatches``).
+
+    ``topology`` raises its own ``TopologyMismatchError`` (it knows nothing of
+    the pipeline); ``pipeline.declare`` re-raises it as this one.
+    """
+
+
+class TopologyDriftError(TopologyError):
     """Broker objects or policies differ from the declared topology in a dangerous way."""
 
 

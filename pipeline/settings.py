@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Literal, get_args
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from topology import DEFAULT_LADDER, RetryLadder
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+
+
+def describe_invalid_settings(error: ValidationError) -> str:
+    """One sentence naming the first invalid ``PIPELINE_*`` variable and what is wrong."""
+    first = error.errors()[0]
+    name = str(first["loc"][0]).upper() if first["loc"] else "?"
+    return f"setting PIPELINE_{name} is invalid: {first['msg']}"
 
 
 def redact_url(url: str) -> str:
@@ -42,9 +53,10 @@ class PipelineSettings(BaseSettings):
         description="RabbitMQ management HTTP API (status, drift checks, UI link)",
     )
     service_name: str = Field("pipeline", description="CloudEvents source and connection name")
-    app: str = Field(
-        "consumers.registry:app", description="module:attribute of the consumer registry"
+    app: str | None = Field(
+        None, description="module:attribute of your App, e.g. myservice.consumers:app"
     )
+    log_level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
     prefetch: int = Field(2, ge=1, le=65535, description="default unacked deliveries per consumer")
     retry_delays: str = Field(DEFAULT_LADDER, description="the retry ladder, e.g. 1s,5s,30s,5m,30m")
     delivery_limit: int = Field(
@@ -72,19 +84,16 @@ class PipelineSettings(BaseSettings):
     # Tracing exporters come from the standard OTEL_* variables (docs/tracing.md);
     # this file is ours: spans as JSON lines, for the demo and tests.
     trace_file: Path | None = Field(None, description="append finished spans here as JSON lines")
-    # The admin notifier (docs/dead-letters.md): where notices go and how they are grouped.
-    notifier_sinks: str = Field("log", description="comma-separated: log, webhook, email")
-    notifier_webhook_url: SecretStr | None = Field(None, description="POST target (Slack-style)")
-    notifier_smtp_host: str = Field("localhost", description="SMTP server for the email sink")
-    notifier_smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port")
-    notifier_smtp_starttls: bool = Field(False, description="upgrade the SMTP session with TLS")
-    notifier_smtp_user: str | None = Field(None, description="SMTP login, if the server wants one")
-    notifier_smtp_password: SecretStr | None = Field(None, description="SMTP password")
-    notifier_smtp_from: str = Field("pipeline@localhost", description="sender of notice mails")
-    notifier_smtp_to: str = Field("", description="comma-separated recipients of notice mails")
-    notifier_group_window_s: float = Field(60.0, gt=0, description="group equal failures this long")
-    notifier_prefetch: int = Field(1000, ge=1, le=65535, description="dead letters held per window")
-    notifier_send_attempts: int = Field(4, ge=1, description="tries per sink before parking")
+
+    @field_validator("app", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("retry_delays")
     @classmethod
@@ -107,7 +116,5 @@ class PipelineSettings(BaseSettings):
 
     @property
     def vhost(self) -> str:
-        from urllib.parse import unquote
-
         path = urlsplit(self.amqp_url.get_secret_value()).path
         return unquote(path[1:]) if len(path) > 1 else "/"

@@ -46,6 +46,8 @@ def make_settings(broker: BrokerEndpoint, vhost: str, **overrides: object) -> Pi
         "connect_timeout_s": 5.0,
         "shutdown_timeout_s": 5.0,
         "prefetch": 2,
+        # The repository's demo app; a test of its own passes its App directly.
+        "app": "consumers.registry:app",
     }
     values.update(overrides)
     return PipelineSettings(**values)  # type: ignore[arg-type]

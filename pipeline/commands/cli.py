@@ -1,22 +1,16 @@
 """The ``pipeline`` command line.
 
-Exit codes:
-    0  success
-    1  unexpected error (a bug: please report it with the traceback)
-    2  usage or configuration error (the message says what to fix)
-    3  the broker could not be reached
-    4  the broker's topology differs from the declared one
-    5  a publish was not confirmed (unroutable, rejected, timed out)
-    6  something is wrong (status/check found a problem)
+Exit codes are ``pipeline.exits.ExitCode`` (the README lists them); every
+error becomes one sentence on stderr, never a traceback, except a bug.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from pydantic import ValidationError
 
@@ -25,23 +19,22 @@ from pipeline.commands import dead_letters as dead_letters_command
 from pipeline.commands import status as status_command
 from pipeline.commands import users as users_command
 from pipeline.commands.output import fail
-from pipeline.consume.process import EXIT_CONFIG, EXIT_ERROR, EXIT_TOPOLOGY, EXIT_UNREACHABLE
-from pipeline.errors import (
-    BrokerUnreachableError,
-    ConfigurationError,
-    InvalidMessageError,
-    PublishError,
-    TopologyDriftError,
-)
+from pipeline.errors import PipelineError
+from pipeline.exits import ExitCode, exit_code_for
 from pipeline.logs import configure_logging
-from pipeline.settings import PipelineSettings
+from pipeline.settings import LOG_LEVELS, PipelineSettings, describe_invalid_settings
 from pipeline.tracing.sdk import configure_tracing
-from topology import TopologyMismatchError
-
-EXIT_UNCONFIRMED = 5
-EXIT_PROBLEM = 6
 
 log = logging.getLogger(__name__)
+
+DISTRIBUTION = "rabbit-pipeline"
+
+
+def _version() -> str:
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Typed CloudEvents on RabbitMQ: publish, consume, retry, dead-letter.",
         epilog="Configuration comes from PIPELINE_* environment variables (see README).",
     )
-    parser.add_argument("--log-level", default=os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, default=None,
+        help="overrides PIPELINE_LOG_LEVEL (default INFO)",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in (topology, publish, consume, demo, dead_letters_command, status_command,
                    users_command):
@@ -59,34 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
+    args = build_parser().parse_args(argv)  # a usage error exits 2 here
     try:
         settings = PipelineSettings()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"setting PIPELINE_{str(first['loc'][0]).upper()} is invalid: {first['msg']}")
-        return EXIT_CONFIG
+        configure_logging(args.log_level or "INFO")
+        fail(describe_invalid_settings(exc))
+        return ExitCode.CONFIG
+    configure_logging(args.log_level or settings.log_level)
     telemetry = configure_tracing(settings)
     try:
         return int(args.run(args, settings))
-    except (ConfigurationError, InvalidMessageError) as exc:
+    except PipelineError as exc:
         fail(str(exc))
-        return EXIT_CONFIG
-    except BrokerUnreachableError as exc:
-        fail(str(exc))
-        return EXIT_UNREACHABLE
-    except (TopologyMismatchError, TopologyDriftError) as exc:
-        fail(str(exc))
-        return EXIT_TOPOLOGY
-    except PublishError as exc:
-        fail(str(exc))
-        return EXIT_UNCONFIRMED
+        return exit_code_for(exc)
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception:
         log.exception("unexpected error; please report it with this traceback")
-        return EXIT_ERROR
+        return ExitCode.ERROR
     finally:
         if telemetry is not None:
             telemetry.shutdown()  # export the last spans before the process ends

@@ -1,10 +1,10 @@
-"""``pipeline consume NAME``: run one consumer in the foreground."""
+"""``pipeline consume NAME``: run one worker of ``PIPELINE_APP`` in the foreground."""
 
 from __future__ import annotations
 
 import argparse
 
-from pipeline.consume.serve import serve
+from pipeline.consume.process import run_named
 from pipeline.settings import PipelineSettings
 
 
@@ -17,4 +17,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
-    return serve(settings, args.name)
+    return run_named(settings, args.name)

@@ -14,13 +14,15 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from pipeline import store
 from pipeline.commands.output import console, fail, print_json
+from pipeline.durations import format_duration
 from pipeline.errors import ConfigurationError
+from pipeline.exits import ExitCode
 from pipeline.settings import PipelineSettings
-from pipeline.store import dead_letters
-from pipeline.store.entry import Selection, StoredMessage, parse_age
+from pipeline.store import Selection, StoredMessage, parse_age
+from pipeline.store.replay import Progress as ReplayProgress
 
-EXIT_NOT_FOUND = 6  # = cli.EXIT_PROBLEM: nothing matched, or some replays failed
 PROGRESS_FROM = 20  # show a progress bar from this many messages on
 
 
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions = parser.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="a table of what the store keeps (read-only)")
     _filters(listing)
-    listing.add_argument("--limit", type=int, default=dead_letters.MAX_SCAN)
+    listing.add_argument("--limit", type=int, default=store.MAX_SCAN)
     listing.set_defaults(run=run_list)
     show = actions.add_parser("show", help="everything known about one dead-lettered event")
     show.add_argument("id", help="the event id (CloudEvents id = AMQP message_id)")
@@ -79,13 +81,7 @@ def selection_of(args: argparse.Namespace) -> Selection:
 
 def _age_text(stored: StoredMessage, now: datetime) -> str:
     age = stored.age(now)
-    if age is None:
-        return "?"
-    seconds = int(age.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
+    return "?" if age is None else f"{format_duration(age.total_seconds())} ago"
 
 
 def _print_rows(title: str, found: list[StoredMessage]) -> None:
@@ -107,7 +103,7 @@ def _print_rows(title: str, found: list[StoredMessage]) -> None:
 
 
 def run_list(args: argparse.Namespace, settings: PipelineSettings) -> int:
-    found, total = asyncio.run(dead_letters.list_stored(settings, selection_of(args), args.limit))
+    found, total = asyncio.run(store.list_stored(settings, selection_of(args), args.limit))
     if args.json:
         print_json([s.as_dict() for s in found])
     else:
@@ -117,10 +113,10 @@ def run_list(args: argparse.Namespace, settings: PipelineSettings) -> int:
 
 def run_show(args: argparse.Namespace, settings: PipelineSettings) -> int:
     selection = Selection(ids=frozenset([args.id]))
-    found, _ = asyncio.run(dead_letters.list_stored(settings, selection))
+    found, _ = asyncio.run(store.list_stored(settings, selection))
     if not found:
         fail(f"no event {args.id} in the dead-letter store (see `pipeline dead-letters list`)")
-        return EXIT_NOT_FOUND
+        return ExitCode.PROBLEM
     if args.json:
         print_json([s.as_dict(full=True) for s in found])
         return 0
@@ -143,7 +139,7 @@ def run_show(args: argparse.Namespace, settings: PipelineSettings) -> int:
 
 
 @contextmanager
-def _progress_bar(enabled: bool) -> Iterator[dead_letters.Progress | None]:
+def _progress_bar(enabled: bool) -> Iterator[ReplayProgress | None]:
     """A progress bar that appears only once a replay turns out to be long."""
     if not enabled:
         yield None
@@ -176,7 +172,7 @@ def run_replay(args: argparse.Namespace, settings: PipelineSettings) -> int:
     if args.rate is not None and args.rate <= 0:
         raise ConfigurationError("--rate must be a positive number of events per second")
     with _progress_bar(not args.json and not args.dry_run) as progress:
-        report = asyncio.run(dead_letters.replay(
+        report = asyncio.run(store.replay(
             settings, selection, dry_run=args.dry_run, rate_per_s=args.rate,
             progress=progress,
         ))
@@ -193,19 +189,19 @@ def run_replay(args: argparse.Namespace, settings: PipelineSettings) -> int:
         for stored, error in report.failed:
             fail(f"{stored.message_id} was not replayed (still in the store): {error}")
     selected = len(report.replayed) + len(report.failed) + len(report.skipped_dry_run)
-    return EXIT_NOT_FOUND if report.failed or not selected else 0
+    return ExitCode.PROBLEM if report.failed or not selected else 0
 
 
 def run_purge(args: argparse.Namespace, settings: PipelineSettings) -> int:
     selection = selection_of(args)
     if not args.yes:
-        found, _ = asyncio.run(dead_letters.list_stored(settings, selection))
+        found, _ = asyncio.run(store.list_stored(settings, selection))
         if args.json:
             print_json({"would_purge": [s.as_dict() for s in found]})
         else:
             _print_rows(f"Would purge {len(found)} (add --yes to delete them)", found)
         return 0
-    purged = asyncio.run(dead_letters.purge(settings, selection))
+    purged = asyncio.run(store.purge(settings, selection))
     if args.json:
         print_json({"purged": [s.as_dict() for s in purged]})
     else:

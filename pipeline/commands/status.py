@@ -22,12 +22,11 @@ from rich.text import Text
 
 from pipeline.commands.output import console, print_json
 from pipeline.commands.topology import load_topology
+from pipeline.durations import format_duration
+from pipeline.exits import ExitCode
 from pipeline.ops.status import QueueState, StatusReport, read_status
 from pipeline.settings import PipelineSettings
 from topology import Topology
-
-EXIT_OK = 0
-EXIT_PROBLEM = 6  # the same code as pipeline/commands/cli.py EXIT_PROBLEM
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         print_json(report.as_dict())
     else:
         console().print(render(report))
-    return EXIT_OK if report.is_ok else EXIT_PROBLEM
+    return ExitCode.OK if report.is_ok else ExitCode.PROBLEM
 
 
 async def _watch(args: argparse.Namespace, settings: PipelineSettings, topology: Topology) -> int:
@@ -69,7 +68,7 @@ async def _watch(args: argparse.Namespace, settings: PipelineSettings, topology:
                 live.update(render(report), refresh=True)
         except (KeyboardInterrupt, asyncio.CancelledError):
             pass
-    return EXIT_OK if report.is_ok else EXIT_PROBLEM
+    return ExitCode.OK if report.is_ok else ExitCode.PROBLEM
 
 
 def render(report: StatusReport) -> RenderableType:
@@ -117,13 +116,4 @@ def _row(table: Table, state: QueueState, label: str, warn_idle: bool = False) -
 
 
 def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+    return "-" if seconds is None else format_duration(seconds)

@@ -11,9 +11,11 @@ from typing import Any
 from pipeline.app import load_app
 from pipeline.commands.output import print_json, print_table
 from pipeline.connection import connect
+from pipeline.declare import declare_topology
+from pipeline.exits import ExitCode
 from pipeline.ops.drift import find_drift
 from pipeline.settings import PipelineSettings
-from topology import Topology, apply_topology
+from topology import Topology
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +44,7 @@ def run_apply(args: argparse.Namespace, settings: PipelineSettings) -> int:
     async def apply() -> None:
         connection = await connect(settings, f"{settings.service_name}.topology")
         try:
-            await apply_topology(connection, topology)
+            await declare_topology(connection, topology)
         finally:
             await connection.close()
 
@@ -122,7 +124,11 @@ def run_export(args: argparse.Namespace, settings: PipelineSettings) -> int:
 
 
 def run_check(args: argparse.Namespace, settings: PipelineSettings) -> int:
-    """Exit 0 when the broker matches the declared topology, 6 (a problem) on any drift."""
+    """Exit 0 when the broker matches the declared topology, 4 (topology) on any drift.
+
+    4 is also what ``topology apply`` and a consumer's start exit with when
+    the broker's objects differ from ours.
+    """
     drifts = asyncio.run(find_drift(settings, load_topology(settings)))
     if args.json:
         print_json([{**vars(d), "fix": d.fix(settings.vhost)} for d in drifts])
@@ -135,4 +141,4 @@ def run_check(args: argparse.Namespace, settings: PipelineSettings) -> int:
         )
     else:
         print(f"no drift: vhost {settings.vhost!r} matches the declared topology")
-    return 6 if drifts else 0  # 6 = EXIT_PROBLEM (pipeline/commands/cli.py)
+    return ExitCode.TOPOLOGY if drifts else ExitCode.OK

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from pipeline.app import load_app
 from pipeline.commands.output import print_json
-from pipeline.consume.serve import plan_named
+from pipeline.consume.plan import plan_worker
 from pipeline.errors import ConfigurationError
 from pipeline.ops.access import AccessAdmin, Role, roles_for
 from pipeline.settings import PipelineSettings
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def roles(settings: PipelineSettings, prefix: str) -> list[Role]:
     app = load_app(settings.app)
-    workers = {name: plan_named(app, name, settings).queue for name in app.worker_names}
+    workers = {name: plan_worker(app, name, settings).queue for name in app.worker_names}
     return roles_for(app.topology(settings.ladder, settings.delivery_limit), workers, prefix)
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import enum
-import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
 from pipeline import headers as h
 from pipeline.envelope import CloudEvent
+from pipeline.publish.outbound import acknowledge
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from pipeline.consume.failure import Decision
 
 
 class Outcome(enum.StrEnum):
@@ -34,21 +36,15 @@ class Delivery:
     queue: str
     envelope: CloudEvent | None = None
     error: BaseException | None = None
+    # What the failure policy chose (retry on a rung, or dead-letter and why);
+    # metrics and spans read it instead of deciding again.
+    decision: Decision | None = None
     outcome: Outcome | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    async def ack(self) -> bool:
+    def ack(self) -> Awaitable[bool]:
         """Ack the delivery; False if the channel died first (the broker redelivers it)."""
-        try:
-            await self.message.ack()
-        except Exception as exc:
-            log.warning(
-                "could not ack %s on %s (%s): the broker will deliver it again, so it may be "
-                "handled twice; handlers must be idempotent on the event id",
-                self.message_id, self.queue, exc,
-            )
-            return False
-        return True
+        return acknowledge(self.message, self.queue)
 
     @property
     def headers(self) -> dict[str, Any]:

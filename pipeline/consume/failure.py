@@ -19,10 +19,9 @@ import asyncio
 import logging
 import traceback
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from pipeline import headers as h
-from pipeline import tracing
 from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.errors import (
     InvalidMessageError,
@@ -30,7 +29,7 @@ from pipeline.errors import (
     PublishError,
     UnknownEventTypeError,
 )
-from pipeline.publish.outbound import ExchangeCache, copy_message, send_confirmed
+from pipeline.publish.outbound import ExchangeCache, Hop, forward
 from pipeline.settings import PipelineSettings
 from topology import RetryLadder, RetryRung, naming
 
@@ -93,12 +92,6 @@ def failure_headers(
     return headers
 
 
-class FailurePolicy(Protocol):
-    """Settles a delivery whose processing raised; returns what it did."""
-
-    async def handle(self, delivery: Delivery, error: BaseException) -> Outcome: ...
-
-
 class LadderPolicy:
     """Retry through the consumer's rungs, then dead-letter to ``pipeline.dead-letter``."""
 
@@ -109,70 +102,58 @@ class LadderPolicy:
 
     async def handle(self, delivery: Delivery, error: BaseException) -> Outcome:
         decision = decide(error, delivery.retry_count, self._ladder)
+        delivery.decision = decision
         headers = failure_headers(delivery, error, self._settings)
         if isinstance(decision, Retry):
-            headers[h.RETRY_COUNT] = decision.attempt
-            target = naming.retry_queue(delivery.consumer, decision.rung.label)
-            attributes = {
-                "pipeline.recoverability.action": "retry",
-                "pipeline.retry.count": decision.attempt,
-                "pipeline.retry.tier": decision.rung.label,
-            }
-            sent = await self._send(delivery, "retry", "", target, target, headers, attributes)
-            if sent:
-                log.warning(
-                    "%s event %s failed in %s (%s); retry %d/%d in %s via %s",
-                    delivery.event_type, delivery.message_id, delivery.consumer,
-                    headers[h.LAST_ERROR], decision.attempt, len(self._ladder),
-                    decision.rung.label, target,
-                )
-            return Outcome.RETRIED if sent else Outcome.REQUEUED
+            return await self._retry(delivery, decision, headers)
+        return await self._dead_letter(delivery, decision, headers)
+
+    async def _retry(
+        self, delivery: Delivery, decision: Retry, headers: dict[str, Any]
+    ) -> Outcome:
+        headers[h.RETRY_COUNT] = decision.attempt
+        target = naming.retry_queue(delivery.consumer, decision.rung.label)
+        hop = Hop("retry", target, "", target, {
+            "pipeline.recoverability.action": "retry",
+            "pipeline.retry.count": decision.attempt,
+            "pipeline.retry.tier": decision.rung.label,
+        })
+        if not await self._forward(delivery, hop, headers):
+            return Outcome.REQUEUED
+        log.warning(
+            "%s event %s failed in %s (%s); retry %d/%d in %s via %s",
+            delivery.event_type, delivery.message_id, delivery.consumer,
+            headers[h.LAST_ERROR], decision.attempt, len(self._ladder),
+            decision.rung.label, target,
+        )
+        return Outcome.RETRIED
+
+    async def _dead_letter(
+        self, delivery: Delivery, decision: DeadLetter, headers: dict[str, Any]
+    ) -> Outcome:
         headers[h.RETRY_COUNT] = delivery.retry_count
         headers[h.DEAD_LETTER_REASON] = decision.reason.value
         headers[h.DEAD_LETTERED_AT] = h.now_iso()
-        attributes = {
+        exchange = naming.DEAD_LETTER_EXCHANGE
+        hop = Hop("dead-letter", exchange, exchange, delivery.origin_routing_key, {
             "pipeline.recoverability.action": "dead-letter",
             "pipeline.retry.count": delivery.retry_count,
             "pipeline.dead_letter.reason": decision.reason.value,
-        }
-        exchange = naming.DEAD_LETTER_EXCHANGE
-        sent = await self._send(
-            delivery, "dead-letter", exchange, exchange, delivery.origin_routing_key,
-            headers, attributes,
+        })
+        if not await self._forward(delivery, hop, headers):
+            return Outcome.REQUEUED
+        log.error(
+            "%s event %s dead-lettered by %s (reason %s after %d retries): %s; "
+            "inspect with `pipeline dead-letters show %s`",
+            delivery.event_type, delivery.message_id, delivery.consumer, decision.reason,
+            delivery.retry_count, headers[h.LAST_ERROR], delivery.message_id,
         )
-        if sent:
-            log.error(
-                "%s event %s dead-lettered by %s (reason %s after %d retries): %s; "
-                "inspect with `pipeline dead-letters show %s`",
-                delivery.event_type, delivery.message_id, delivery.consumer, decision.reason,
-                delivery.retry_count, headers[h.LAST_ERROR], delivery.message_id,
-            )
-        return Outcome.DEAD_LETTERED if sent else Outcome.REQUEUED
+        return Outcome.DEAD_LETTERED
 
-    async def _send(
-        self,
-        delivery: Delivery,
-        action: str,
-        exchange: str,
-        destination: str,
-        routing_key: str,
-        headers: dict[str, Any],
-        attributes: dict[str, Any],
-    ) -> bool:
-        with tracing.publish_span(
-            action, destination, routing_key, delivery.message_id, attributes, exchange=exchange
-        ):
-            tracing.inject(headers)
-            copy = copy_message(delivery.message, headers)
-            try:
-                await send_confirmed(
-                    self._exchanges, exchange, routing_key, copy,
-                    self._settings.confirm_timeout_s,
-                )
-            except PublishError as exc:
-                await _return_to_queue(delivery, action, destination, exc)
-                return False
-        return await delivery.ack()
+    async def _forward(self, delivery: Delivery, hop: Hop, headers: dict[str, Any]) -> bool:
+        return await forward_or_return(
+            self._exchanges, delivery, hop, headers, self._settings.confirm_timeout_s
+        )
 
 
 class ParkingPolicy:
@@ -189,21 +170,35 @@ class ParkingPolicy:
     async def handle(self, delivery: Delivery, error: BaseException) -> Outcome:
         headers = failure_headers(delivery, error, self._settings)
         target = naming.ADMIN_NOTIFIER_PARKED
-        copy = copy_message(delivery.message, headers)
-        try:
-            await send_confirmed(
-                self._exchanges, "", target, copy, self._settings.confirm_timeout_s
-            )
-        except PublishError as exc:
-            await _return_to_queue(delivery, "park", target, exc)
-            return Outcome.REQUEUED
-        if not await delivery.ack():
+        hop = Hop("park", target, "", target, {"pipeline.recoverability.action": "park"})
+        if not await forward_or_return(
+            self._exchanges, delivery, hop, headers, self._settings.confirm_timeout_s
+        ):
             return Outcome.REQUEUED
         log.error(
             "admin notifier could not deliver the notice for %s (%s); parked in %s",
             delivery.message_id, headers[h.LAST_ERROR], target,
         )
         return Outcome.PARKED
+
+
+async def forward_or_return(
+    exchanges: ExchangeCache,
+    delivery: Delivery,
+    hop: Hop,
+    headers: dict[str, Any],
+    timeout_s: float,
+) -> bool:
+    """Forward ``delivery`` on ``hop``; if the copy cannot be stored, return it to its queue.
+
+    True once the copy is stored and the original acked; False when the
+    original went back to its queue (or will be redelivered): nothing is lost.
+    """
+    try:
+        return await forward(exchanges, delivery.message, hop, headers, timeout_s, delivery.queue)
+    except PublishError as exc:
+        await _return_to_queue(delivery, hop.action, hop.destination, exc)
+        return False
 
 
 async def _return_to_queue(

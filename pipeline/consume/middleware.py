@@ -1,25 +1,11 @@
-"""The consume middleware contract: wrap the handling of one delivery.
-
-A middleware is any callable ``async (delivery, call_next) -> Outcome``. The
-chain is built once per worker; the innermost step processes the message and
-settles it (ack, retry or dead-letter), so a middleware sees the outcome.
-"""
+"""Compose consume middlewares (``pipeline.consume.protocols.ConsumeMiddleware``) into one call."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
-from typing import Protocol
 
-from pipeline.consume.delivery import Delivery, Outcome
-
-CallNext = Callable[[Delivery], Awaitable[Outcome]]
-
-
-class ConsumeMiddleware(Protocol):
-    """Wraps the processing of each delivery; must call ``call_next`` exactly once."""
-
-    async def __call__(self, delivery: Delivery, call_next: CallNext) -> Outcome: ...
+from pipeline.consume.protocols import CallNext, ConsumeMiddleware
 
 
 def chain(middlewares: Sequence[ConsumeMiddleware], innermost: CallNext) -> CallNext:

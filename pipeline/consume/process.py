@@ -1,11 +1,9 @@
 """Run one worker as a process: connect, declare, consume, drain on a signal, exit.
 
-Exit codes (also in the README):
-    0  stopped on SIGTERM/SIGINT after draining (or with the rest requeued)
-    1  unexpected error (a bug; the traceback is logged)
-    2  configuration error (unknown consumer, bad setting)
-    3  the broker could not be reached
-    4  the broker's topology differs from ours (see `pipeline topology check`)
+``run_named`` is what ``python -m consumers NAME`` and ``pipeline consume NAME``
+run. It returns a ``pipeline.exits.ExitCode``: 0 after draining on
+SIGTERM/SIGINT, 2 for a configuration error, 3 when the broker cannot be
+reached, 4 when the broker's topology differs from ours.
 """
 
 from __future__ import annotations
@@ -15,77 +13,37 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 
-from pipeline import tracing
+from pipeline.app import App, load_app
 from pipeline.connection import connect
-from pipeline.consume.consumer import Consumer
-from pipeline.consume.dispatch import EventDispatcher
-from pipeline.consume.failure import FailurePolicy, LadderPolicy
-from pipeline.consume.middleware import ConsumeMiddleware
-from pipeline.consume.tracing_middleware import TracingMiddleware
-from pipeline.consume.worker import Processor, Worker
-from pipeline.errors import BrokerUnreachableError, ConfigurationError, TopologyDriftError
+from pipeline.consume.plan import WorkerPlan, plan_worker
+from pipeline.consume.worker import Worker
+from pipeline.declare import declare_topology
+from pipeline.errors import PipelineError
+from pipeline.exits import ExitCode, exit_code_for
 from pipeline.ops.drift import refuse_dangerous_drift
 from pipeline.ops.health import Readiness, serving_health
-from pipeline.ops.metrics import MetricsMiddleware, PipelineMetrics
 from pipeline.publish.outbound import ExchangeCache
 from pipeline.settings import PipelineSettings
-from topology import Topology, TopologyMismatchError, apply_topology
+from topology import Topology
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CONFIG = 2
-EXIT_UNREACHABLE = 3
-EXIT_TOPOLOGY = 4
 
 # After draining in-flight deliveries, wait this long before closing (see _shut_down).
 ACK_SETTLE_S = 0.5
 
-PolicyFactory = Callable[[ExchangeCache, PipelineSettings], FailurePolicy]
 
-
-@dataclass(frozen=True)
-class WorkerPlan:
-    """Everything needed to run one queue's worker."""
-
-    consumer: str
-    queue: str
-    prefetch: int
-    processor: Processor
-    failure: PolicyFactory
-    middlewares: Sequence[ConsumeMiddleware] = field(default_factory=tuple)
-    metrics: PipelineMetrics = field(default_factory=PipelineMetrics)  # served on /metrics
-    # Called once consuming has stopped, before draining: a processor that holds
-    # deliveries (the notifier's grouping window) settles them here.
-    on_stop: Callable[[], Awaitable[None]] | None = None
-
-
-def plan_for(consumer: Consumer, settings: PipelineSettings) -> WorkerPlan:
-    """The plan for an event consumer: CloudEvents dispatch + the retry ladder.
-
-    Spans are opened per delivery only if a recording tracer provider is
-    installed now (``tracing.is_enabled``): install it before building plans.
-    """
-    metrics = PipelineMetrics()
-    traced = tracing.is_enabled()
-    middlewares: tuple[ConsumeMiddleware, ...] = (
-        MetricsMiddleware(metrics, settings.ladder, consumer.routes),
-    )
-    if traced:
-        middlewares = (*middlewares, TracingMiddleware())
-    return WorkerPlan(
-        consumer=consumer.name,
-        queue=consumer.queue,
-        prefetch=consumer.prefetch or settings.prefetch,
-        processor=EventDispatcher(consumer, traced=traced),
-        failure=LadderPolicy,
-        middlewares=middlewares,
-        metrics=metrics,
-    )
+def run_named(settings: PipelineSettings, name: str, app: App | None = None) -> ExitCode:
+    """Run the worker called ``name`` of ``app`` (default: ``PIPELINE_APP``) until stopped."""
+    try:
+        app = app or load_app(settings.app)
+        plan = plan_worker(app, name, settings)
+        topology = app.topology(settings.ladder, settings.delivery_limit).subset(plan.consumer)
+    except PipelineError as exc:
+        log.error("configuration error: %s", exc)
+        return exit_code_for(exc)
+    return asyncio.run(run_worker(settings, plan, topology))
 
 
 class StopSignal:
@@ -115,7 +73,7 @@ async def run_worker(
     plan: WorkerPlan,
     topology: Topology,
     stop: StopSignal | None = None,
-) -> int:
+) -> ExitCode:
     """Run ``plan`` until a stop signal; return a documented exit code.
 
     Without ``stop``, SIGTERM/SIGINT handlers are installed; tests pass their
@@ -128,15 +86,11 @@ async def run_worker(
     try:
         async with serving_health(settings, probe, plan.metrics, topology.queues):
             return await _run(settings, plan, topology, stop, probe)
-    except ConfigurationError as exc:
-        log.error("configuration error: %s", exc)
-        return EXIT_CONFIG
-    except BrokerUnreachableError as exc:
-        log.error("%s", exc)
-        return EXIT_UNREACHABLE
-    except (TopologyMismatchError, TopologyDriftError) as exc:
+    except PipelineError as exc:
+        # Configuration, an unreachable broker, a topology that differs: one
+        # line saying what to fix, and the documented exit code.
         log.error("refusing to start %s: %s", plan.consumer, exc)
-        return EXIT_TOPOLOGY
+        return exit_code_for(exc)
 
 
 async def _run(
@@ -145,11 +99,11 @@ async def _run(
     topology: Topology,
     stop: StopSignal,
     probe: Readiness,
-) -> int:
+) -> ExitCode:
     connection = await connect(settings, f"{settings.service_name}.{plan.consumer}")
     probe.watch("connected", connection.connected.is_set)  # cleared while reconnecting
     try:
-        await apply_topology(connection, topology)
+        await declare_topology(connection, topology)
         await refuse_dangerous_drift(settings, topology)  # policies can undo our arguments
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         probe.mark("topology")
@@ -169,7 +123,7 @@ async def _run(
             "consumer %s stopped after %.0fs: %s",
             plan.consumer, time.monotonic() - started, _counters_line(worker),
         )
-        return EXIT_OK
+        return ExitCode.OK
     finally:
         with contextlib.suppress(Exception):
             await connection.close()

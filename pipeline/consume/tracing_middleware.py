@@ -6,7 +6,7 @@ from typing import Any
 
 from pipeline import tracing
 from pipeline.consume.delivery import Delivery, Outcome
-from pipeline.consume.middleware import CallNext
+from pipeline.consume.protocols import CallNext
 
 
 class TracingMiddleware:

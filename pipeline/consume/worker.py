@@ -12,18 +12,17 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
 
 from pipeline import tracing
 from pipeline.consume.delivery import Delivery, Outcome
-from pipeline.consume.failure import FailurePolicy
-from pipeline.consume.middleware import CallNext, ConsumeMiddleware, chain
+from pipeline.consume.middleware import chain
+from pipeline.consume.protocols import CallNext, ConsumeMiddleware, FailurePolicy, Processor
 
 log = logging.getLogger(__name__)
 
-Processor = Callable[[Delivery], Awaitable[None]]
 # Outcome.value is an enum descriptor lookup, per delivery; this is a dict hit.
 _COUNTER_NAMES = {outcome: outcome.value for outcome in Outcome}
 

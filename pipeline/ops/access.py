@@ -29,10 +29,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import httpx
 from pydantic import SecretStr
 
-from pipeline.errors import BrokerUnreachableError, ConfigurationError
+from pipeline.errors import ConfigurationError
 from pipeline.ops.management import ManagementClient
 from topology import Topology, naming
 
@@ -141,26 +140,4 @@ class AccessAdmin(ManagementClient):
             })
 
     async def _put(self, path: str, body: dict[str, str]) -> None:
-        try:
-            response = await self._client.put(path, json=body)
-        except httpx.HTTPError as exc:
-            raise BrokerUnreachableError(
-                f"the RabbitMQ management API at {self._safe_url} did not answer "
-                f"({type(exc).__name__})"
-            ) from None
-        if response.status_code == 401:
-            raise BrokerUnreachableError(
-                f"the management API at {self._safe_url} refused the credentials in "
-                "PIPELINE_MANAGEMENT_URL"
-            )
-        if response.status_code == 403:
-            raise ConfigurationError(
-                "the user in PIPELINE_MANAGEMENT_URL may not manage users: it needs the "
-                "administrator tag"
-            )
-        if response.status_code >= 400:
-            # The request body holds a password: report the path and status only.
-            raise ConfigurationError(
-                f"the management API refused PUT {path.split('/')[1]}: HTTP "
-                f"{response.status_code}"
-            )
+        await self.request("PUT", path, json=body)

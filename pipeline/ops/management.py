@@ -14,8 +14,12 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from pipeline.errors import BrokerUnreachableError
+from pipeline.errors import BrokerUnreachableError, ConfigurationError
 from pipeline.settings import PipelineSettings, redact_url
+
+
+class ManagementNotFoundError(ConfigurationError):
+    """The management API has no such object (a vhost, queue or user that does not exist)."""
 
 
 class ManagementClient:
@@ -50,22 +54,50 @@ class ManagementClient:
         await self._client.aclose()
 
     async def get(self, path: str, **params: Any) -> Any:
-        """GET ``/api{path}``; raise ``BrokerUnreachableError`` with what to do."""
+        """GET ``/api{path}`` as JSON; errors as in ``request``."""
+        response = await self.request("GET", path, params=params or None)
+        return response.json()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        """Send one request to ``/api{path}``; every failure becomes one sentence.
+
+        Raises ``BrokerUnreachableError`` when the API does not answer or
+        refuses the credentials, ``ManagementNotFoundError`` on 404 and
+        ``ConfigurationError`` when the user may not do this (403) or the
+        API refuses the request. Request bodies are never quoted: they may
+        hold passwords.
+        """
         try:
-            response = await self._client.get(path, params=params or None)
+            response = await self._client.request(method, path, json=json, params=params)
         except httpx.HTTPError as exc:
             raise BrokerUnreachableError(
                 f"the RabbitMQ management API at {self._safe_url} did not answer "
                 f"({type(exc).__name__}); enable it with "
                 "`rabbitmq-plugins enable rabbitmq_management` or set PIPELINE_MANAGEMENT_URL"
             ) from None
-        if response.status_code == 401:
+        status = response.status_code
+        what = f"{method} {path.split('?')[0]}"
+        if status == 401:
             raise BrokerUnreachableError(
                 f"the management API at {self._safe_url} refused the credentials in "
                 "PIPELINE_MANAGEMENT_URL"
             )
-        response.raise_for_status()
-        return response.json()
+        if status == 403:
+            raise ConfigurationError(
+                f"the user in PIPELINE_MANAGEMENT_URL may not {what} (HTTP 403); it needs a "
+                "management tag that allows it (administrator to manage users)"
+            )
+        if status == 404:
+            raise ManagementNotFoundError(f"the management API has nothing at {what} (HTTP 404)")
+        if status >= 400:
+            raise ConfigurationError(f"the management API refused {what}: HTTP {status}")
+        return response
 
     @property
     def _vhost_path(self) -> str:

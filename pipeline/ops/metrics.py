@@ -38,19 +38,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pipeline.consume.delivery import Delivery, Outcome
-from pipeline.consume.failure import DeadLetter, Retry, decide
-from pipeline.consume.middleware import CallNext
-from topology import RetryLadder
-
 # Handlers range from sub-millisecond to "called a slow bank": 1 ms .. 60 s.
 DURATION_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # A confirm on a healthy broker takes about a millisecond; seconds mean trouble.
 CONFIRM_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 10)
-# Event types come from message properties anyone can set; cap the label values.
-MAX_EVENT_TYPES = 100
-OTHER = "other"
-
 _DURATION_BOUNDS = (*(float(b) for b in DURATION_BUCKETS_S), float("inf"))
 # The ``le`` label as prometheus-client writes it: "0.001", "1.0", "+Inf".
 _DURATION_LE = tuple("+Inf" if b == float("inf") else repr(b) for b in _DURATION_BOUNDS)
@@ -121,7 +112,7 @@ class PipelineMetrics:
         self.publish_confirm.labels(exchange or "(default)").observe(seconds)
 
     def observe_delivery(
-        self, consumer: str, event_type: str, outcome: Outcome, seconds: float
+        self, consumer: str, event_type: str, outcome: str, seconds: float
     ) -> None:
         """Count one settled delivery and how long processing and settling it took."""
         self.deliveries.inc((consumer, event_type, outcome))
@@ -180,57 +171,3 @@ class DeliveryCollector(Collector):
                     durations.created,
                 )
         return family
-
-
-class MetricsMiddleware:
-    """Counts every delivery and times it; put it outermost so it sees the final outcome.
-
-    The rung of a retry and the reason of a dead-letter are what
-    ``pipeline.consume.failure.decide`` (the one failure policy) chose for this delivery.
-    """
-
-    def __init__(
-        self,
-        metrics: PipelineMetrics,
-        ladder: RetryLadder,
-        event_types: Iterable[str] | None = None,
-    ) -> None:
-        self.metrics = metrics
-        self._ladder = ladder
-        self._known = frozenset(event_types) if event_types is not None else None
-        self._seen: set[str] = set()
-
-    async def __call__(self, delivery: Delivery, call_next: CallNext) -> Outcome:
-        consumer = delivery.consumer
-        in_flight = self.metrics.in_flight
-        in_flight[consumer] = in_flight.get(consumer, 0) + 1
-        started = time.perf_counter()
-        try:
-            outcome = await call_next(delivery)
-        finally:
-            in_flight[consumer] -= 1
-        elapsed = time.perf_counter() - started
-        event_type = self._event_type_label(delivery.event_type)
-        self.metrics.observe_delivery(consumer, event_type, outcome, elapsed)
-        if delivery.error is not None:
-            self._count_failure(delivery, outcome)
-        return outcome
-
-    def _count_failure(self, delivery: Delivery, outcome: Outcome) -> None:
-        if delivery.error is None or outcome not in (Outcome.RETRIED, Outcome.DEAD_LETTERED):
-            return
-        decision = decide(delivery.error, delivery.retry_count, self._ladder)
-        if isinstance(decision, Retry):
-            self.metrics.retries.inc((delivery.consumer, decision.rung.label))
-        elif isinstance(decision, DeadLetter):
-            self.metrics.dead_letters.inc((delivery.consumer, decision.reason.value))
-
-    def _event_type_label(self, event_type: str) -> str:
-        if self._known is not None:
-            return event_type if event_type in self._known else OTHER
-        if event_type in self._seen:
-            return event_type
-        if len(self._seen) >= MAX_EVENT_TYPES:
-            return OTHER
-        self._seen.add(event_type)
-        return event_type

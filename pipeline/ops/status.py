@@ -18,10 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import httpx
-
 from pipeline.errors import ConfigurationError
-from pipeline.ops.management import ManagementClient
+from pipeline.ops.management import ManagementClient, ManagementNotFoundError
 from pipeline.settings import PipelineSettings
 from topology import RetryLadder, Topology, naming
 
@@ -116,13 +114,11 @@ async def read_status(
     async with ManagementClient(settings) as api:
         try:
             listed = {q["name"]: q for q in await api.queues()}
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code == 404:
-                raise ConfigurationError(
-                    f"vhost {settings.vhost!r} does not exist on the broker; create it or fix "
-                    "PIPELINE_AMQP_URL, then run `pipeline topology apply`"
-                ) from None
-            raise
+        except ManagementNotFoundError:
+            raise ConfigurationError(
+                f"vhost {settings.vhost!r} does not exist on the broker; create it or fix "
+                "PIPELINE_AMQP_URL, then run `pipeline topology apply`"
+            ) from None
     return build_report(settings.vhost, topology, settings.ladder, listed, max_stored)
 
 

@@ -2,17 +2,21 @@
 
 The publisher, the failure policy, replay and the notifier's parking all
 send through ``send_confirmed``, so "returned only after the broker has it,
-and raised otherwise" holds everywhere in one place.
+and raised otherwise" holds everywhere in one place. ``forward`` is the one
+hop that moves a message on (retry, dead-letter, park, replay): a confirmed
+copy in a publish span, and only then the ack of the original.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import time
 import weakref
-from collections.abc import Callable
-from typing import Any, Protocol, cast
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import aiormq
 from aio_pika import DeliveryMode, Message
@@ -23,25 +27,20 @@ from aiormq.exceptions import (
     DeliveryError,
 )
 from aiormq.exceptions import PublishError as ReturnedError
+from opentelemetry.trace import Link
 
+from pipeline import tracing
 from pipeline.errors import (
     ConfirmTimeoutError,
     PublishError,
     PublishRejectedError,
     UnroutableError,
 )
+from pipeline.publish.protocols import Outgoing
+
+log = logging.getLogger(__name__)
 
 PERSISTENT = DeliveryMode.PERSISTENT
-
-
-class Outgoing(Protocol):
-    """What ``send_confirmed`` sends: an aio-pika ``Message`` or anything with these two."""
-
-    @property
-    def body(self) -> bytes: ...
-
-    @property
-    def properties(self) -> aiormq.spec.Basic.Properties: ...
 
 
 class ExchangeCache:
@@ -207,3 +206,62 @@ def copy_message(original: AbstractIncomingMessage, headers: dict[str, Any]) -> 
         type=original.type,
         app_id=original.app_id,
     )
+
+
+async def acknowledge(message: AbstractIncomingMessage, queue: str) -> bool:
+    """Ack ``message``; False if the channel died first (the broker delivers it again)."""
+    try:
+        await message.ack()
+    except Exception as exc:
+        log.warning(
+            "could not ack %s on %s (%s): the broker will deliver it again, so it may be "
+            "handled twice; handlers must be idempotent on the event id",
+            message.message_id, queue, exc,
+        )
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Hop:
+    """Where ``forward`` sends a copy, and how its publish span reads.
+
+    ``destination`` names the span (``retry pipeline.billing.retry.1s``);
+    ``exchange`` and ``routing_key`` are what the copy is published with.
+    """
+
+    action: str  # retry, dead-letter, park, replay
+    destination: str
+    exchange: str
+    routing_key: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    links: Sequence[Link] = ()
+    new_trace: bool = False  # a replay is a new unit of work
+
+
+async def forward(
+    exchanges: ExchangeCache,
+    original: AbstractIncomingMessage,
+    hop: Hop,
+    headers: dict[str, Any],
+    timeout_s: float,
+    queue: str,
+) -> bool:
+    """Publish a confirmed copy of ``original`` with ``headers``, then ack ``original``.
+
+    The copy is a PRODUCER span continuing the current trace (or, for
+    ``new_trace``, a new one linked to ``links``). Raises ``PublishError``
+    when the copy was not stored: the original is then untouched and the
+    caller decides whether it goes back to its queue or stays where it is.
+    Returns False when the copy is stored but the ack failed (``queue``'s
+    broker will deliver the original again: one duplicate, nothing lost).
+    """
+    with tracing.publish_span(
+        hop.action, hop.destination, hop.routing_key, original.message_id,
+        hop.attributes, links=list(hop.links) or None, new_trace=hop.new_trace,
+        exchange=hop.exchange,
+    ):
+        tracing.inject(headers)
+        copy = copy_message(original, headers)
+        await send_confirmed(exchanges, hop.exchange, hop.routing_key, copy, timeout_s)
+    return await acknowledge(original, queue)

@@ -22,22 +22,9 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from pipeline import headers as h
 from pipeline import tracing
-from topology import naming, parse_duration
+from topology import naming
 
 CRASH_LOOP_ERROR = "no handler error: the consumer process died (or was stopped) on every delivery"
-
-
-def parse_age(text: str) -> timedelta:
-    """``"90s"``, ``"1h"``, ``"7d"`` as a timedelta; ``ValueError`` says what is accepted."""
-    stripped = text.strip()
-    if stripped.endswith("d") and stripped[:-1].replace(".", "", 1).isdigit():
-        return timedelta(days=float(stripped[:-1]))
-    try:
-        return parse_duration(stripped)
-    except ValueError:
-        raise ValueError(
-            f"cannot read age {text!r}: write a number and a unit (s, m, h or d), e.g. 1h, 7d"
-        ) from None
 
 
 def _first_death(headers: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -169,33 +156,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which stored messages an operation applies to; empty criteria select everything."""
-
-    ids: frozenset[str] = frozenset()
-    consumer: str | None = None
-    event_type: str | None = None
-    reason: str | None = None
-    since: timedelta | None = None  # dead-lettered at most this long ago
-    older_than: timedelta | None = None  # dead-lettered at least this long ago
-
-    @property
-    def is_everything(self) -> bool:
-        return self == Selection()
-
-    def matches(self, stored: StoredMessage, now: datetime) -> bool:
-        if self.ids and stored.message_id not in self.ids:
-            return False
-        if self.consumer and stored.consumer != self.consumer:
-            return False
-        if self.event_type and stored.event_type != self.event_type:
-            return False
-        if self.reason and stored.reason != self.reason:
-            return False
-        age = stored.age(now)
-        if self.since is not None and (age is None or age > self.since):
-            return False
-        return self.older_than is None or (age is not None and age >= self.older_than)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.durations import format_duration
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
@@ -121,17 +123,8 @@ def pick_trace(spans: Iterable[SpanRecord], action: str = "retry") -> str | None
     return min(chosen, key=lambda s: s.start_ns).trace_id if chosen else None
 
 
-def format_duration(ns: int) -> str:
-    """A short human duration: ``0.4 ms``, ``104 ms``, ``1.23 s``, ``5m 02s``."""
-    ms = ns / 1e6
-    if ms < 10:
-        return f"{ms:.1f} ms"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.2f} s"
-    minutes, seconds = divmod(round(ms / 1000), 60)
-    return f"{minutes}m {seconds:02d}s"
+def _format_ns(ns: int) -> str:
+    return format_duration(ns / 1e9)
 
 
 def format_trace_tree(spans: Iterable[SpanRecord], trace_id: str) -> str:
@@ -152,7 +145,7 @@ def format_trace_tree(spans: Iterable[SpanRecord], trace_id: str) -> str:
     for span in members:
         children[span.parent_id if span.parent_id in ids else None].append(span)
     total = max(s.end_ns for s in members) - members[0].start_ns
-    lines = [f"trace {trace_id} · {len(members)} spans · {format_duration(total)}"]
+    lines = [f"trace {trace_id} · {len(members)} spans · {_format_ns(total)}"]
     for root in children[None]:
         orphan = "  (parent span not collected)" if root.parent_id else ""
         lines.append(_describe(root, None) + orphan)
@@ -174,9 +167,9 @@ def _draw_children(
 
 
 def _describe(span: SpanRecord, parent: SpanRecord | None) -> str:
-    parts = [span.name, format_duration(span.duration_ns)]
+    parts = [span.name, _format_ns(span.duration_ns)]
     if parent is not None and span.start_ns > parent.end_ns:
-        parts.append(f"waited {format_duration(span.start_ns - parent.end_ns)}")
+        parts.append(f"waited {_format_ns(span.start_ns - parent.end_ns)}")
     if span.service and (parent is None or span.service != parent.service):
         parts.append(f"[{span.service}]")
     for key, label in KEY_ATTRIBUTES:

@@ -14,8 +14,12 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "hunter2-not-shown"
 
 
+DEMO_APP = "consumers.registry:app"
+
+
 def pipeline(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    clean["PIPELINE_APP"] = DEMO_APP
     clean.update(env)
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args], env=clean, capture_output=True, text=True,
@@ -110,3 +114,31 @@ def test_python_m_consumers_without_a_name_lists_the_consumers():
     )
     assert result.returncode == 2
     assert "admin-notifier, audit, billing, shipping" in result.stderr
+
+
+def test_a_worker_started_without_an_app_says_what_to_set():
+    result = pipeline("consume", "billing", PIPELINE_APP="")
+
+    assert result.returncode == 2
+    assert "PIPELINE_APP is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_log_level_that_does_not_exist_is_a_usage_error_not_a_traceback():
+    from_flag = pipeline("--log-level", "verbose", "topology", "show")
+    from_env = pipeline("topology", "show", PIPELINE_LOG_LEVEL="verbose")
+
+    assert from_flag.returncode == 2
+    assert "invalid choice: 'VERBOSE'" in from_flag.stderr
+    assert from_env.returncode == 2
+    assert "PIPELINE_LOG_LEVEL" in from_env.stderr
+    assert "Traceback" not in from_flag.stderr + from_env.stderr
+
+
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    result = pipeline("--version")
+
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"pipeline {version('rabbit-pipeline')}"

@@ -11,9 +11,10 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from pipeline import Publisher
-from pipeline.store import dead_letters
-from pipeline.store.entry import CRASH_LOOP_ERROR, Selection
+from pipeline import Publisher, store
+from pipeline.store import Selection
+from pipeline.store.entry import CRASH_LOOP_ERROR
+from pipeline.store.replay import replay_headers, replay_target
 from tests.apps.crashy import CRASH_EXIT_CODE, app
 from tests.conftest import make_settings
 from tests.support.events import ThingHappened
@@ -92,7 +93,7 @@ async def test_a_poison_event_that_kills_the_consumer_ends_in_the_store(broker, 
     # Then the poison crashed it limit + 1 times and is in the store as delivery-limit
     assert crashes == DELIVERY_LIMIT + 1
     assert handled(journal) == [0, 1, 3, 4, 5]  # each other event exactly once
-    stored, total = await dead_letters.list_stored(settings, Selection())
+    stored, total = await store.list_stored(settings, Selection())
     assert total == 1
     [poison] = stored
     assert poison.message_id == ids[2]
@@ -101,7 +102,7 @@ async def test_a_poison_event_that_kills_the_consumer_ends_in_the_store(broker, 
     assert poison.origin_queue == "pipeline.crashy"
     assert poison.error == CRASH_LOOP_ERROR
     # and a replay would send it back to the crashy queue only, as a fresh start
-    headers = dead_letters.replay_headers(poison.headers)
-    assert dead_letters.replay_target(poison) == "pipeline.crashy"
+    headers = replay_headers(poison.headers)
+    assert replay_target(poison) == "pipeline.crashy"
     assert headers["pipeline-origin-routing-key"] == "things.thing.happened"
     assert not [k for k in headers if k.startswith("x-")]

@@ -30,6 +30,7 @@ def apply_topology_with_the_cli(settings: PipelineSettings) -> None:
         PIPELINE_AMQP_URL=settings.amqp_url.get_secret_value(),
         PIPELINE_MANAGEMENT_URL=settings.management_url.get_secret_value(),
         PIPELINE_RETRY_DELAYS=settings.retry_delays,
+        PIPELINE_APP=settings.app or "",
     )
     done = subprocess.run([PIPELINE, "topology", "apply"], env=env, capture_output=True,
                           text=True, timeout=60)

@@ -42,6 +42,7 @@ def status(settings: PipelineSettings, *args: str, **env_overrides: str):
         PIPELINE_AMQP_URL=settings.amqp_url.get_secret_value(),
         PIPELINE_MANAGEMENT_URL=settings.management_url.get_secret_value(),
         PIPELINE_RETRY_DELAYS=settings.retry_delays,
+        PIPELINE_APP=settings.app or "",
         COLUMNS="120",
     )
     env.update(env_overrides)

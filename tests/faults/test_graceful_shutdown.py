@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline import Publisher
-from pipeline.consume.process import EXIT_OK
+from pipeline.exits import ExitCode
 from tests.faults.harness import QUEUE, Stopwatch, declare, publish_all, queue_depths
 from tests.support.runtime import queue_state
 from tests.support.waiting import eventually
@@ -39,7 +39,7 @@ async def test_sigterm_with_100_in_flight_finishes_or_returns_them_and_handles_n
     await eventually(lambda: in_flight(IN_FLIGHT), timeout=30)
     # When it gets SIGTERM, it finishes all 100, takes no more, and exits 0
     consumer.terminate()
-    assert await consumer.exit_code() == EXIT_OK, consumer.log()[-2000:]
+    assert await consumer.exit_code() == ExitCode.OK, consumer.log()[-2000:]
     assert ledger.count() == IN_FLIGHT
     assert ledger.count("started") == IN_FLIGHT
     await eventually(lambda: ready_in_queue(EVENTS - IN_FLIGHT), timeout=10)
@@ -50,7 +50,7 @@ async def test_sigterm_with_100_in_flight_finishes_or_returns_them_and_handles_n
     await eventually(lambda: in_flight(2 * IN_FLIGHT), timeout=30)
     # When it gets SIGTERM, it stops without finishing them: they return to the queue
     consumer.terminate()
-    assert await consumer.exit_code() == EXIT_OK, consumer.log()[-2000:]
+    assert await consumer.exit_code() == ExitCode.OK, consumer.log()[-2000:]
     assert ledger.count() == IN_FLIGHT
     assert "return to" in consumer.log()
     await eventually(lambda: ready_in_queue(EVENTS - IN_FLIGHT), timeout=10)

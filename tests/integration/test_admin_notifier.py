@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from consumers import admin_notifier
+from consumers.admin_notifier import NotifierSettings
 from pipeline import App, Consumer, PermanentError, Publisher
 from pipeline import headers as h
 from tests.conftest import make_settings
@@ -44,12 +45,12 @@ async def dead_letter(settings, count: int) -> list[str]:
 
 async def test_a_dead_letter_notice_arrives_at_a_local_webhook(broker, vhost, caplog):
     async with webhook() as hook:
-        settings = make_settings(broker, vhost, notifier_sinks="webhook",
-                                 notifier_webhook_url=hook.url)
+        settings = make_settings(broker, vhost)
+        options = NotifierSettings(sinks="webhook", webhook_url=hook.url)
         consumer = failing_consumer()
         app = App([consumer])
         async with running(settings, app, consumer), \
-                running(settings, app, admin_notifier.plan(settings)):
+                running(settings, app, admin_notifier.plan(settings, options=options)):
             [event_id] = await dead_letter(settings, 1)
 
             async def arrived() -> None:
@@ -76,14 +77,15 @@ async def test_a_dead_letter_notice_arrives_at_a_local_webhook(broker, vhost, ca
 
 async def test_a_notice_arrives_by_email_through_a_real_smtp_server(broker, vhost):
     with smtp_server() as (mailbox, port):
-        settings = make_settings(
-            broker, vhost, notifier_sinks="email,log", notifier_smtp_host="127.0.0.1",
-            notifier_smtp_port=port, notifier_smtp_to="ops@example.com, oncall@example.com",
+        settings = make_settings(broker, vhost)
+        options = NotifierSettings(
+            sinks="email,log", smtp_host="127.0.0.1", smtp_port=port,
+            smtp_to="ops@example.com, oncall@example.com",
         )
         consumer = failing_consumer()
         app = App([consumer])
         async with running(settings, app, consumer), \
-                running(settings, app, admin_notifier.plan(settings)):
+                running(settings, app, admin_notifier.plan(settings, options=options)):
             [event_id] = await dead_letter(settings, 1)
 
             async def mailed() -> None:
@@ -101,12 +103,13 @@ async def test_a_notice_arrives_by_email_through_a_real_smtp_server(broker, vhos
 
 
 async def test_a_storm_of_200_failures_yields_a_few_grouped_notices(broker, vhost):
-    settings = make_settings(broker, vhost, notifier_group_window_s=1.0)
+    settings = make_settings(broker, vhost)
+    options = NotifierSettings(group_window_s=1.0)
     recorder = RecordingNotifier()
     consumer = failing_consumer()
     app = App([consumer])
     async with running(settings, app, consumer), \
-            running(settings, app, admin_notifier.plan(settings, recorder)):
+            running(settings, app, admin_notifier.plan(settings, recorder, options)):
         await dead_letter(settings, 200)
 
         async def all_counted() -> None:
@@ -131,12 +134,12 @@ async def test_a_notice_that_cannot_be_delivered_is_parked_never_dead_lettered(
 ):
     caplog.set_level(logging.WARNING)
     async with webhook(status=500) as hook:
-        settings = make_settings(broker, vhost, notifier_sinks="webhook",
-                                 notifier_webhook_url=hook.url, notifier_send_attempts=2)
+        settings = make_settings(broker, vhost)
+        options = NotifierSettings(sinks="webhook", webhook_url=hook.url, send_attempts=2)
         consumer = failing_consumer()
         app = App([consumer])
         async with running(settings, app, consumer), \
-                running(settings, app, admin_notifier.plan(settings)):
+                running(settings, app, admin_notifier.plan(settings, options=options)):
             [event_id] = await dead_letter(settings, 1)
             [parked] = await drain(settings, "pipeline.admin-notifier.parked", expect=1)
 
@@ -154,13 +157,13 @@ async def test_stopping_the_notifier_sends_what_its_window_holds_instead_of_wait
     broker, vhost
 ):
     # Given a long grouping window holding a group of failures back
-    settings = make_settings(broker, vhost, notifier_group_window_s=600.0,
-                             shutdown_timeout_s=20.0)
+    settings = make_settings(broker, vhost, shutdown_timeout_s=20.0)
+    options = NotifierSettings(group_window_s=600.0)
     recorder = RecordingNotifier()
     consumer = failing_consumer()
     app = App([consumer])
     async with running(settings, app, consumer):
-        notifier = running(settings, app, admin_notifier.plan(settings, recorder))
+        notifier = running(settings, app, admin_notifier.plan(settings, recorder, options))
         async with notifier as worker:
             await dead_letter(settings, 5)
 

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import App, Consumer, Publisher
 from pipeline import headers as h
-from pipeline.consume.process import plan_for
+from pipeline.consume.plan import plan_for
 from tests.support.events import OtherThingHappened, ThingHappened
 from tests.support.runtime import drain, queue_state, running
 from tests.support.waiting import eventually, wait_for

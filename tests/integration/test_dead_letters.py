@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.store import dead_letters
-from pipeline.store.entry import Selection
+from pipeline import store
+from pipeline.store import Selection
 from tests.support.runtime import drain, queue_state
 from tests.support.store import cli_env, fill_store, run_cli
 
@@ -24,8 +24,8 @@ async def filled(settings) -> int:
 
 
 async def test_listing_twice_loses_reorders_and_duplicates_nothing(settings, filled):
-    first, total = await dead_letters.list_stored(settings, Selection())
-    second, _ = await dead_letters.list_stored(settings, Selection())
+    first, total = await store.list_stored(settings, Selection())
+    second, _ = await store.list_stored(settings, Selection())
 
     assert total == filled == len(first)
     assert [s.message_id for s in first] == [s.message_id for s in second]
@@ -37,7 +37,7 @@ async def test_listing_twice_loses_reorders_and_duplicates_nothing(settings, fil
 
 async def test_list_filters_by_consumer_type_reason_and_age(settings, filled):
     async def ids(**criteria) -> set[str]:
-        found, _ = await dead_letters.list_stored(settings, Selection(**criteria))
+        found, _ = await store.list_stored(settings, Selection(**criteria))
         return {s.message_id for s in found}
 
     everything = await ids()
@@ -53,7 +53,7 @@ async def test_list_filters_by_consumer_type_reason_and_age(settings, filled):
     assert exhausted <= alpha
     assert await ids(since=timedelta(hours=1)) == everything
     assert await ids(older_than=timedelta(hours=1)) == set()
-    found, _ = await dead_letters.list_stored(settings, Selection(reason="retries-exhausted"))
+    found, _ = await store.list_stored(settings, Selection(reason="retries-exhausted"))
     assert {s.attempts for s in found} == {4}  # first delivery + 3 rungs
     assert all(s.error.startswith("TransientError: thing") for s in found)
 
@@ -107,6 +107,6 @@ async def test_purge_deletes_only_what_was_selected_and_only_with_yes(settings, 
 
     assert await run_cli(["dead-letters", "purge", "--consumer", "beta", "--yes"]) == 0
     assert "purged 2" in capsys.readouterr().out
-    left, total = await dead_letters.list_stored(settings, Selection())
+    left, total = await store.list_stored(settings, Selection())
     assert total == filled - 2
     assert {s.consumer for s in left} == {"alpha"}

@@ -7,7 +7,9 @@ from urllib.parse import quote
 
 import pytest
 
-from pipeline.consume.process import EXIT_TOPOLOGY, StopSignal, plan_for, run_worker
+from pipeline.consume.plan import plan_for
+from pipeline.consume.process import StopSignal, run_worker
+from pipeline.exits import ExitCode
 from pipeline.ops.drift import find_drift
 from tests.apps.crashy import app
 from tests.conftest import make_settings
@@ -64,12 +66,12 @@ async def test_check_and_consumers_catch_a_policy_that_lowers_the_delivery_limit
     # the CLI prints it and exits 6
     for name, value in {**cli_env(settings), "PIPELINE_APP": APP}.items():
         monkeypatch.setenv(name, value)
-    assert await run_cli(["topology", "check", "--json"]) == 6
+    assert await run_cli(["topology", "check", "--json"]) == ExitCode.TOPOLOGY
     assert "tight-limit" in capsys.readouterr().out
     # and a consumer refuses to start, saying what to fix
     code = await run_worker(settings, plan_for(app.consumer("crashy"), settings), applied,
                             StopSignal())
-    assert code == EXIT_TOPOLOGY
+    assert code == ExitCode.TOPOLOGY
 
 
 async def test_harmless_policies_do_not_stop_consumers(broker, vhost, settings, applied):

@@ -10,7 +10,9 @@ import sys
 import pytest
 
 from pipeline import App, Consumer, PermanentError, Publisher, TransientError
-from pipeline.consume.process import EXIT_CONFIG, EXIT_OK, StopSignal, plan_for, run_worker
+from pipeline.consume.plan import plan_for
+from pipeline.consume.process import StopSignal, run_worker
+from pipeline.exits import ExitCode
 from tests.conftest import make_settings
 from tests.support.events import ThingHappened
 from tests.support.health import free_port, get, metric_value, wait_ready
@@ -148,7 +150,7 @@ async def test_readyz_turns_unready_while_the_worker_drains_on_shutdown(broker, 
     assert body["checks"]["consuming"] is False
     assert body["checks"]["connected"] is True
     assert alive.status_code == 200
-    assert code == EXIT_OK
+    assert code == ExitCode.OK
 
 
 async def test_a_taken_health_port_stops_the_worker_with_the_config_exit_code(broker, vhost):
@@ -163,4 +165,4 @@ async def test_a_taken_health_port_stops_the_worker_with_the_config_exit_code(br
 
         code = await run_worker(settings, plan_for(things, settings), topology, StopSignal())
 
-    assert code == EXIT_CONFIG
+    assert code == ExitCode.CONFIG

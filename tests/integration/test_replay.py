@@ -11,8 +11,7 @@ from opentelemetry.trace import SpanKind
 
 from pipeline import App, Consumer, PermanentError, Publisher
 from pipeline import headers as h
-from pipeline.store.dead_letters import replay
-from pipeline.store.entry import Selection
+from pipeline.store import Selection, replay
 from tests.support.events import ThingHappened
 from tests.support.recording import recorded_plan
 from tests.support.runtime import drain, queue_state, running

@@ -14,10 +14,10 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from consumers import admin_notifier
+from consumers.admin_notifier import NotifierSettings
 from pipeline import App, Consumer, PermanentError, Publisher, TransientError
 from pipeline.logs import FORMAT, TraceContextFilter
-from pipeline.store.dead_letters import replay
-from pipeline.store.entry import Selection
+from pipeline.store import Selection, replay
 from pipeline.tracing.tree import format_trace_tree
 from tests.conftest import make_settings
 from tests.support.events import ThingHappened
@@ -133,17 +133,18 @@ async def test_a_retried_event_stays_in_one_trace_with_the_waits_visible(setting
 
 
 async def test_a_dead_letter_and_its_notice_join_the_publishers_trace(broker, vhost, spans):
-    settings = make_settings(broker, vhost, notifier_group_window_s=0.2)
+    settings = make_settings(broker, vhost)
+    options = NotifierSettings(group_window_s=0.2)
     consumer = Consumer("things", ["things.#"])
 
     @consumer.handler
     async def refuse(event: ThingHappened) -> None:
         raise PermanentError(f"thing {event.n} can never be handled")
 
-    app = App([consumer], services={admin_notifier.NAME: admin_notifier.plan})
+    app = App([consumer], workers={admin_notifier.NAME: admin_notifier.plan})
     with log_lines() as lines:
         async with (
-            running(settings, app, admin_notifier.plan(settings)),
+            running(settings, app, admin_notifier.plan(settings, options=options)),
             running(settings, app, consumer),
         ):
             async with await Publisher.connect(settings) as publisher:

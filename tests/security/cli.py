@@ -14,7 +14,8 @@ def child_env(settings: PipelineSettings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "OTEL_"))}
     env.update(settings_env(settings))
     env.update({"PYTHONPATH": str(ROOT), "OTEL_SDK_DISABLED": "true",
-                "OTEL_TRACES_EXPORTER": "none", "PIPELINE_APP": settings.app})
+                "OTEL_TRACES_EXPORTER": "none",
+                "PIPELINE_APP": settings.app or "consumers.registry:app"})
     env.update(extra)
     return env
 

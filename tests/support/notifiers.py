@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from consumers.notice import DeadLetterNotice
+from consumers.admin_notifier.notice import DeadLetterNotice
 
 
 class RecordingNotifier:

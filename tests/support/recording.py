@@ -10,7 +10,7 @@ from typing import Any
 from pipeline import Consumer, PipelineSettings
 from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.consume.middleware import CallNext
-from pipeline.consume.process import WorkerPlan, plan_for
+from pipeline.consume.plan import WorkerPlan, plan_for
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from pipeline import App, Consumer, PipelineSettings
-from pipeline.consume.process import StopSignal, WorkerPlan, plan_for, run_worker
+from pipeline.consume.plan import WorkerPlan, plan_for
+from pipeline.consume.process import StopSignal, run_worker
 from tests.support.waiting import eventually
 
 

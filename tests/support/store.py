@@ -59,7 +59,7 @@ def cli_env(settings: PipelineSettings) -> dict[str, str]:
         "PIPELINE_AMQP_URL": settings.amqp_url.get_secret_value(),
         "PIPELINE_MANAGEMENT_URL": settings.management_url.get_secret_value(),
         "PIPELINE_RETRY_DELAYS": settings.retry_delays,
-        "PIPELINE_APP": settings.app,
+        "PIPELINE_APP": settings.app or "",
         "PIPELINE_SERVICE_NAME": "tests-cli",
     }
 

@@ -22,6 +22,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from consumers.admin_notifier import NotifierSettings
 from pipeline.app import load_app
 from pipeline.commands.cli import build_parser
 from pipeline.commands.topology import definitions
@@ -124,7 +125,10 @@ def test_every_mounted_file_exists_in_the_repository(document):
 
 def test_pipeline_variables_are_settings_the_code_reads(document, monkeypatch):
     fields = {f"PIPELINE_{name.upper()}" for name in PipelineSettings.model_fields}
-    source = "\n".join(p.read_text() for p in (ROOT / "pipeline").rglob("*.py"))
+    fields |= {f"PIPELINE_NOTIFIER_{name.upper()}" for name in NotifierSettings.model_fields}
+    source = "\n".join(
+        p.read_text() for folder in ("pipeline", "consumers") for p in (ROOT / folder).rglob("*.py")
+    )
     for name, service in compose.our_services(document).items():
         environment = compose.environment_of(service)
         for key in environment:

@@ -11,13 +11,13 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from consumers import billing, shipping
+from consumers.demo import scenario
+from consumers.demo.board import BoardLayout, BoardState, WorkerRow, render
+from consumers.demo.probe import QueueDepth
+from consumers.demo.producer import ProducerCounts
+from consumers.demo.scenario import Kind
 from consumers.orders_events import OrderCancelled, OrderPlaced
 from pipeline import InvalidMessageError, PermanentError, TransientError, envelope
-from pipeline.demo import scenario
-from pipeline.demo.board import BoardLayout, BoardState, WorkerRow, render
-from pipeline.demo.probe import QueueDepth
-from pipeline.demo.producer import ProducerCounts
-from pipeline.demo.scenario import Kind
 from topology import RetryLadder
 
 

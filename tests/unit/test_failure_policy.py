@@ -18,8 +18,8 @@ from pipeline.errors import (
     UnknownEventTypeError,
 )
 from pipeline.settings import PipelineSettings
-from pipeline.store.dead_letters import replay_headers, replay_target
 from pipeline.store.entry import StoredMessage
+from pipeline.store.replay import replay_headers, replay_target
 from topology import RetryLadder
 
 LADDER = RetryLadder.parse("1s,5s,30s,5m,30m")

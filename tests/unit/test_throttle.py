@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from consumers.notifiers import RetryingNotifier
-from consumers.throttle import GroupingNotifier
+from consumers.admin_notifier.grouping import GroupingNotifier
+from consumers.admin_notifier.sinks import RetryingNotifier
 from tests.support.notifiers import RecordingNotifier, notice
 from tests.support.waiting import eventually
 

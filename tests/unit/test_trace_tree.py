@@ -10,10 +10,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Link, SpanKind
 
+from pipeline.durations import format_duration
 from pipeline.tracing.span_file import JsonLinesSpanExporter
 from pipeline.tracing.tree import (
     SpanRecord,
-    format_duration,
     format_trace_tree,
     pick_trace,
     read_spans,
@@ -94,12 +94,12 @@ def test_pick_trace_finds_the_first_retried_event():
 
 
 @pytest.mark.parametrize(
-    ("ns", "text"),
-    [(400_000, "0.4 ms"), (12_300_000, "12 ms"), (104 * MS, "104 ms"),
-     (1234 * MS, "1.23 s"), (302 * 1000 * MS, "5m 02s")],
+    ("seconds", "text"),
+    [(0.0004, "0.4 ms"), (0.0123, "12 ms"), (0.104, "104 ms"), (1.234, "1.23 s"),
+     (42.4, "42 s"), (302, "5m 02s"), (7380, "2h 03m"), (93600, "1d 02h")],
 )
-def test_durations_read_like_a_person_would_say_them(ns, text):
-    assert format_duration(ns) == text
+def test_durations_read_like_a_person_would_say_them(seconds, text):
+    assert format_duration(seconds) == text
 
 
 def test_a_trace_file_reads_back_complete_lines_and_skips_one_being_written(tmp_path):

@@ -16,7 +16,7 @@ def test_an_untraced_worker_opens_no_spans_but_passes_the_trace_on():
     result = run_python(f"""
         import logging
         from pipeline import Consumer, tracing
-        from pipeline.consume.process import plan_for
+        from pipeline.consume.plan import plan_for
         from pipeline.logs import TraceContextFilter
         from pipeline.settings import PipelineSettings
 
@@ -59,7 +59,7 @@ def test_a_worker_built_after_the_sdk_was_installed_opens_spans():
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
         from pipeline import Consumer, tracing
-        from pipeline.consume.process import plan_for
+        from pipeline.consume.plan import plan_for
         from pipeline.settings import PipelineSettings
 
         trace.set_tracer_provider(TracerProvider())

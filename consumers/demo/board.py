@@ -17,9 +17,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.demo.probe import QueueDepth
-from pipeline.demo.producer import ProducerCounts
-from pipeline.demo.scenario import Kind
+from consumers.demo.probe import QueueDepth
+from consumers.demo.producer import ProducerCounts
+from consumers.demo.scenario import Kind
 from topology import RetryLadder, naming
 
 QueueStats = Mapping[str, Mapping[str, Any]]

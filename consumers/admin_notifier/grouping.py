@@ -19,8 +19,8 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from consumers.notice import DeadLetterNotice, GroupKey
-from consumers.notifiers import Notifier
+from consumers.admin_notifier.notice import DeadLetterNotice, GroupKey
+from consumers.admin_notifier.protocols import Notifier
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from consumers.demo import scenario
+from consumers.demo.scenario import Kind
 from pipeline import envelope
 from pipeline.app import App
-from pipeline.demo import scenario
-from pipeline.demo.scenario import Kind
 from pipeline.errors import ConfigurationError, PublishError
 from pipeline.events import Event
 from pipeline.publish.publisher import Publisher

@@ -25,12 +25,8 @@ import httpx
 from rich.console import Console
 from rich.live import Live
 
-from pipeline.app import App, load_app
-from pipeline.connection import connect
-from pipeline.consume.process import EXIT_ERROR, StopSignal
-from pipeline.consume.serve import plan_named
-from pipeline.demo import report
-from pipeline.demo.board import (
+from consumers.demo import report
+from consumers.demo.board import (
     BoardLayout,
     BoardState,
     QueueStats,
@@ -38,18 +34,24 @@ from pipeline.demo.board import (
     handled,
     render,
 )
-from pipeline.demo.options import DemoOptions, demo_settings
-from pipeline.demo.probe import QueueProbe
-from pipeline.demo.producer import DemoProducer, OrderModels
-from pipeline.demo.supervisor import Supervisor, WorkerProcess
+from consumers.demo.options import DemoOptions, demo_settings
+from consumers.demo.probe import QueueProbe
+from consumers.demo.producer import DemoProducer, OrderModels
+from consumers.demo.supervisor import Supervisor, WorkerProcess
+from pipeline.app import App, load_app
+from pipeline.connection import connect
+from pipeline.consume.plan import plan_worker
+from pipeline.consume.process import StopSignal
+from pipeline.declare import declare_topology
 from pipeline.errors import BrokerUnreachableError
+from pipeline.exits import ExitCode
 from pipeline.logs import FORMAT, TraceContextFilter
 from pipeline.ops.management import ManagementClient
 from pipeline.publish.publisher import Publisher
 from pipeline.settings import PipelineSettings
 from pipeline.tracing.sdk import configure_tracing
 from pipeline.tracing.tree import format_trace_tree, pick_trace, read_spans
-from topology import apply_topology, naming
+from topology import naming
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +96,14 @@ def worker_env(settings: PipelineSettings, run_dir: Path) -> dict[str, str]:
     env.update({
         "PIPELINE_AMQP_URL": settings.amqp_url.get_secret_value(),
         "PIPELINE_MANAGEMENT_URL": settings.management_url.get_secret_value(),
-        "PIPELINE_APP": settings.app,
+        "PIPELINE_APP": settings.app or "",
         "PIPELINE_RETRY_DELAYS": settings.retry_delays,
         "PIPELINE_DELIVERY_LIMIT": str(settings.delivery_limit),
         # Several workers on one machine: a fixed health port would collide.
         "PIPELINE_HEALTH_PORT": "0",
         # The notifier holds grouped dead letters unacked for a whole window;
         # a short one keeps the demo live and its stop quick.
-        "PIPELINE_NOTIFIER_GROUP_WINDOW_S": str(
-            min(settings.notifier_group_window_s, DEMO_NOTIFIER_WINDOW_S)
-        ),
+        "PIPELINE_NOTIFIER_GROUP_WINDOW_S": str(DEMO_NOTIFIER_WINDOW_S),
     })
     env.update(extra_worker_env(run_dir))
     return env
@@ -126,7 +126,7 @@ async def run_demo(settings: PipelineSettings, options: DemoOptions, console: Co
     connection = await connect(settings, f"{settings.service_name}.demo")
     try:
         with _logging_to(run_dir / "demo.log"):
-            await apply_topology(
+            await declare_topology(
                 connection, app.topology(settings.ladder, settings.delivery_limit)
             )
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -172,8 +172,8 @@ class DemoRun:
         self.run_dir = run_dir
         self.api, self.probe, self.producer = links.api, links.probe, links.producer
         rows = [
-            WorkerRow(name, plan_named(app, name, settings).queue, name in app.consumers)
-            for name in [*sorted(app.consumers), *sorted(app.services)]
+            WorkerRow(name, plan_worker(app, name, settings).queue, name in app.consumers)
+            for name in [*sorted(app.consumers), *sorted(app.workers)]
         ]
         self.layout = BoardLayout(settings.vhost, options.rate, settings.ladder, rows)
         self.supervisor = Supervisor([r.name for r in rows], run_dir, worker_env(settings, run_dir))
@@ -194,7 +194,7 @@ class DemoRun:
             if failed is not None:
                 report.worker_failed(self.console, failed)
                 code = failed.returncode or 0
-                return code if code > 0 else EXIT_ERROR  # < 0: killed by a signal
+                return code if code > 0 else ExitCode.ERROR  # < 0: killed by a signal
             if not self.stop.stop.is_set():  # Ctrl-C while the workers started
                 ended_by_signal = await self._watch()
         finally:
@@ -204,7 +204,7 @@ class DemoRun:
             self.console, self.supervisor.workers, codes, self.producer.counts,
             self._elapsed_s(), self.api.ui_url, self.run_dir,
         )
-        return EXIT_ERROR if any(codes.values()) else 0
+        return ExitCode.ERROR if any(codes.values()) else 0
 
     async def _wait_attached(self) -> WorkerProcess | None:
         """Wait until each worker consumes its queue; return a worker that exited instead."""

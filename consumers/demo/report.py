@@ -9,18 +9,22 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.demo.options import DemoOptions
-from pipeline.demo.producer import ProducerCounts
-from pipeline.demo.supervisor import WorkerProcess
+from consumers.billing import EXPIRED_CARD, FLAKY_CARD
+from consumers.demo.options import DemoOptions
+from consumers.demo.producer import ProducerCounts
+from consumers.demo.supervisor import WorkerProcess
+from consumers.shipping import NO_CARRIER_COUNTRY
 from pipeline.settings import PipelineSettings
 from topology import naming
 
 COUNTERS = ("acked", "retried", "dead-lettered", "parked", "requeued")
 
 FAULTS = (
-    "payment_method flaky-card: billing fails twice (transient), climbs two rungs, then charges",
-    "payment_method expired-card: billing fails for good, dead-lettered at once",
-    "country XX: shipping fails every attempt, climbs every rung, then dead-lettered",
+    f"payment_method {FLAKY_CARD}: billing fails twice (transient), climbs two rungs, "
+    "then charges",
+    f"payment_method {EXPIRED_CARD}: billing fails for good, dead-lettered at once",
+    f"country {NO_CARRIER_COUNTRY}: shipping fails every attempt, climbs every rung, "
+    "then dead-lettered",
     "malformed bodies (not JSON; data that breaks OrderPlaced): dead-lettered at once",
 )
 

@@ -1,9 +1,9 @@
 """What the demo publishes: a small orders domain with documented faults.
 
 The demo consumers (``consumers/billing.py``, ``consumers/shipping.py``)
-fail on purpose for a few documented values; the demo's producer sends those
-values in a fixed share of its events so the retry rungs and the dead-letter
-store visibly fill. The values here must match those docstrings:
+fail on purpose for a few documented values, which they define; the demo's
+producer sends those values in a fixed share of its events so the retry
+rungs and the dead-letter store visibly fill:
 
     kind           what is sent                      what happens
     placed         a normal order                    charged, shipped, audited
@@ -25,12 +25,12 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-PLACED_TYPE = "orders.order.placed"
-CANCELLED_TYPE = "orders.order.cancelled"
+from consumers.billing import EXPIRED_CARD, FLAKY_CARD
+from consumers.orders_events import OrderCancelled, OrderPlaced
+from consumers.shipping import NO_CARRIER_COUNTRY
 
-FLAKY_CARD = "flaky-card"
-EXPIRED_CARD = "expired-card"
-NO_CARRIER_COUNTRY = "XX"
+PLACED_TYPE = OrderPlaced.event_type
+CANCELLED_TYPE = OrderCancelled.event_type
 
 
 class Kind(enum.StrEnum):

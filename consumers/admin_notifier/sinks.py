@@ -1,4 +1,4 @@
-"""Where notices go: the ``Notifier`` protocol, its sinks, and the settings that pick them.
+"""Where notices go: the log, webhook and e-mail sinks, and the settings that pick them.
 
     PIPELINE_NOTIFIER_SINKS=log,webhook,email
 
@@ -20,27 +20,21 @@ import logging
 import smtplib
 from collections.abc import Sequence
 from email.message import EmailMessage
-from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
-from consumers.notice import DeadLetterNotice
+from consumers.admin_notifier.notice import DeadLetterNotice
+from consumers.admin_notifier.protocols import Notifier
+from consumers.admin_notifier.settings import NotifierSettings
 from pipeline.errors import ConfigurationError
-from pipeline.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 
 
 class NoticeDeliveryError(Exception):
     """A sink could not deliver a notice (the message says which and why)."""
-
-
-class Notifier(Protocol):
-    """Delivers a notice somewhere an operator looks; raises if it could not."""
-
-    async def send(self, notice: DeadLetterNotice, count: int = 1) -> None: ...
 
 
 class LogNotifier:
@@ -81,9 +75,9 @@ class WebhookNotifier:
 class EmailNotifier:
     """Sends one plain-text mail per notice over SMTP (in a thread: smtplib blocks)."""
 
-    def __init__(self, settings: PipelineSettings) -> None:
+    def __init__(self, settings: NotifierSettings) -> None:
         self._settings = settings
-        self._to = [a.strip() for a in settings.notifier_smtp_to.split(",") if a.strip()]
+        self._to = [a.strip() for a in settings.smtp_to.split(",") if a.strip()]
         if not self._to:
             raise ConfigurationError(
                 "the email notifier needs PIPELINE_NOTIFIER_SMTP_TO (comma-separated addresses)"
@@ -95,7 +89,7 @@ class EmailNotifier:
             f"[pipeline] dead letter x{count}: {notice.event_type} in {notice.consumer} "
             f"({notice.error_type})"
         )
-        message["From"] = self._settings.notifier_smtp_from
+        message["From"] = self._settings.smtp_from
         message["To"] = ", ".join(self._to)
         message.set_content(
             notice.text(count) + "\n\n" + json.dumps(notice.as_dict(count), indent=2) + "\n"
@@ -104,11 +98,11 @@ class EmailNotifier:
 
     def _deliver(self, message: EmailMessage) -> None:
         s = self._settings
-        with smtplib.SMTP(s.notifier_smtp_host, s.notifier_smtp_port, timeout=10) as smtp:
-            if s.notifier_smtp_starttls:
+        with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=10) as smtp:
+            if s.smtp_starttls:
                 smtp.starttls()
-            if s.notifier_smtp_user and s.notifier_smtp_password:
-                smtp.login(s.notifier_smtp_user, s.notifier_smtp_password.get_secret_value())
+            if s.smtp_user and s.smtp_password:
+                smtp.login(s.smtp_user, s.smtp_password.get_secret_value())
             smtp.send_message(message)
 
     async def send(self, notice: DeadLetterNotice, count: int = 1) -> None:
@@ -116,7 +110,7 @@ class EmailNotifier:
             await asyncio.to_thread(self._deliver, self._message(notice, count))
         except (OSError, smtplib.SMTPException) as exc:
             raise NoticeDeliveryError(
-                f"SMTP {self._settings.notifier_smtp_host}:{self._settings.notifier_smtp_port} "
+                f"SMTP {self._settings.smtp_host}:{self._settings.smtp_port} "
                 f"did not take the mail: {type(exc).__name__}: {exc}"
             ) from None
 
@@ -159,19 +153,19 @@ class FanOutNotifier:
             raise NoticeDeliveryError("; ".join(str(e) for e in errors))
 
 
-def notifier_from_settings(settings: PipelineSettings) -> Notifier:
+def notifier_from_settings(settings: NotifierSettings) -> Notifier:
     """The sinks named by ``PIPELINE_NOTIFIER_SINKS``, each retried.
 
     Raises ``ConfigurationError`` for an unknown sink or a missing setting.
     """
     sinks: list[Notifier] = []
-    for name in [n.strip() for n in settings.notifier_sinks.split(",") if n.strip()]:
+    for name in [n.strip() for n in settings.sinks.split(",") if n.strip()]:
         if name == "log":
             sinks.append(LogNotifier())
         elif name == "webhook":
-            if settings.notifier_webhook_url is None:
+            if settings.webhook_url is None:
                 raise ConfigurationError("the webhook notifier needs PIPELINE_NOTIFIER_WEBHOOK_URL")
-            sinks.append(WebhookNotifier(settings.notifier_webhook_url.get_secret_value()))
+            sinks.append(WebhookNotifier(settings.webhook_url.get_secret_value()))
         elif name == "email":
             sinks.append(EmailNotifier(settings))
         else:
@@ -181,7 +175,7 @@ def notifier_from_settings(settings: PipelineSettings) -> Notifier:
             )
     if not sinks:
         raise ConfigurationError("PIPELINE_NOTIFIER_SINKS names no sink; use log, webhook, email")
-    return with_retries(sinks, settings.notifier_send_attempts)
+    return with_retries(sinks, settings.send_attempts)
 
 
 def with_retries(sinks: Sequence[Notifier], attempts: int) -> Notifier:

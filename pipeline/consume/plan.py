@@ -1,0 +1,79 @@
+"""How one worker is wired: its queue, prefetch, processor, failure policy and middlewares.
+
+``plan_for`` builds the plan of an event consumer (CloudEvents dispatch and
+the retry ladder); an App's ``workers`` build the plans of workers that are
+not event consumers (the admin notifier). ``plan_worker`` finds either by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from pipeline import tracing
+from pipeline.app import App
+from pipeline.consume.consumer import Consumer
+from pipeline.consume.dispatch import EventDispatcher
+from pipeline.consume.failure import LadderPolicy
+from pipeline.consume.metrics_middleware import MetricsMiddleware
+from pipeline.consume.protocols import ConsumeMiddleware, FailurePolicy, Processor
+from pipeline.consume.tracing_middleware import TracingMiddleware
+from pipeline.ops.metrics import PipelineMetrics
+from pipeline.publish.outbound import ExchangeCache
+from pipeline.settings import PipelineSettings
+
+PolicyFactory = Callable[[ExchangeCache, PipelineSettings], FailurePolicy]
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """Everything needed to run one queue's worker."""
+
+    consumer: str
+    queue: str
+    prefetch: int
+    processor: Processor
+    failure: PolicyFactory
+    middlewares: Sequence[ConsumeMiddleware] = field(default_factory=tuple)
+    metrics: PipelineMetrics = field(default_factory=PipelineMetrics)  # served on /metrics
+    # Called once consuming has stopped, before draining: a processor that holds
+    # deliveries (the notifier's grouping window) settles them here.
+    on_stop: Callable[[], Awaitable[None]] | None = None
+
+
+def standard_middlewares(
+    metrics: PipelineMetrics, event_types: Sequence[str] | None = None
+) -> tuple[ConsumeMiddleware, ...]:
+    """Metrics outermost, then the CONSUMER span if a recording tracer is installed now."""
+    middlewares: tuple[ConsumeMiddleware, ...] = (MetricsMiddleware(metrics, event_types),)
+    if tracing.is_enabled():
+        middlewares = (*middlewares, TracingMiddleware())
+    return middlewares
+
+
+def plan_for(consumer: Consumer, settings: PipelineSettings) -> WorkerPlan:
+    """The plan for an event consumer: CloudEvents dispatch + the retry ladder.
+
+    Spans are opened per delivery only if a recording tracer provider is
+    installed now (``tracing.is_enabled``): install it before building plans.
+    """
+    metrics = PipelineMetrics()
+    return WorkerPlan(
+        consumer=consumer.name,
+        queue=consumer.queue,
+        prefetch=consumer.prefetch or settings.prefetch,
+        processor=EventDispatcher(consumer, traced=tracing.is_enabled()),
+        failure=LadderPolicy,
+        middlewares=standard_middlewares(metrics, list(consumer.routes)),
+        metrics=metrics,
+    )
+
+
+def plan_worker(app: App, name: str, settings: PipelineSettings) -> WorkerPlan:
+    """The plan of the worker called ``name``: an event consumer or one of ``app.workers``.
+
+    Raises ``ConfigurationError`` listing the known names.
+    """
+    if name in app.workers:
+        return app.workers[name](settings)
+    return plan_for(app.consumer(name), settings)

@@ -1,0 +1,44 @@
+"""The interfaces the consume side plugs together, in one place.
+
+    Processor          turns a delivery into work (the event dispatcher, the notifier)
+    ConsumeMiddleware  wraps the processing and settling of each delivery
+    FailurePolicy      settles a delivery whose processing raised
+    PlanFactory        builds the WorkerPlan of a worker that is not an event consumer
+
+A middleware is any ``async (delivery, call_next) -> Outcome``; the chain is
+built once per worker and the innermost step processes *and settles* the
+message (ack, retry or dead-letter), so every middleware sees the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
+
+from pipeline.consume.delivery import Delivery, Outcome
+
+if TYPE_CHECKING:
+    from pipeline.consume.plan import WorkerPlan
+    from pipeline.settings import PipelineSettings
+
+Processor = Callable[[Delivery], Awaitable[None]]
+CallNext = Callable[[Delivery], Awaitable[Outcome]]
+
+
+class ConsumeMiddleware(Protocol):
+    """Wraps the processing of each delivery; must call ``call_next`` exactly once."""
+
+    async def __call__(self, delivery: Delivery, call_next: CallNext) -> Outcome: ...
+
+
+class FailurePolicy(Protocol):
+    """Settles a delivery whose processing raised; returns what it did.
+
+    It records its decision on ``delivery.decision`` so metrics and spans
+    report what it chose without deciding again.
+    """
+
+    async def handle(self, delivery: Delivery, error: BaseException) -> Outcome: ...
+
+
+PlanFactory = Callable[["PipelineSettings"], "WorkerPlan"]

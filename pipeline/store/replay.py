@@ -1,0 +1,121 @@
+"""Replay: send dead-lettered events back to the queue of the consumer that failed them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from pipeline import headers as h
+from pipeline import tracing
+from pipeline.errors import PublishError
+from pipeline.publish.outbound import ExchangeCache, Hop, forward
+from pipeline.settings import PipelineSettings
+from pipeline.store.entry import StoredMessage, broker_origin
+from pipeline.store.scan import scan
+from pipeline.store.selection import Selection
+from topology import naming
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+def replay_target(stored: StoredMessage) -> str | None:
+    """The queue a message goes back to: the one whose consumer failed on it."""
+    return stored.origin_queue
+
+
+def replay_headers(original: dict[str, Any]) -> dict[str, Any]:
+    """A fresh start: failure bookkeeping cleared, retries reset, replays counted."""
+    headers = h.without_broker_headers(original)
+    for name in h.FAILURE_HEADERS:
+        headers.pop(name, None)
+    headers[h.REPLAY_COUNT] = h.read_int(original, h.REPLAY_COUNT) + 1
+    # A crash-loop message was never seen by failure.py: keep where it came from.
+    queue, exchange, key = broker_origin(original)
+    for name, value in ((h.ORIGIN_QUEUE, queue), (h.ORIGIN_EXCHANGE, exchange),
+                        (h.ORIGIN_ROUTING_KEY, key)):
+        if value is not None:
+            headers.setdefault(name, value)
+    return headers
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did: every selected message is in exactly one list."""
+
+    replayed: list[StoredMessage] = field(default_factory=list)
+    failed: list[tuple[StoredMessage, str]] = field(default_factory=list)
+    skipped_dry_run: list[StoredMessage] = field(default_factory=list)
+
+
+async def replay(
+    settings: PipelineSettings,
+    selection: Selection,
+    dry_run: bool = False,
+    rate_per_s: float | None = None,
+    progress: Progress | None = None,
+) -> ReplayReport:
+    """Republish the selected messages to their original queues, confirmed, then remove them.
+
+    Each copy goes through the default exchange to the queue of the consumer
+    that failed (never the events exchange: other consumers get no
+    duplicate). The store copy is acked only after the broker confirmed the
+    replayed one; a crash in between leaves both (one duplicate, no loss).
+    Raises ``BrokerUnreachableError`` / ``ConfigurationError`` before anything is sent.
+    """
+    report = ReplayReport()
+    async with scan(settings) as found:
+        chosen = found.select(selection)
+        if dry_run:
+            report.skipped_dry_run = [stored for stored, _ in chosen]
+            return report
+        exchanges = ExchangeCache(found.channel)
+        interval = 1.0 / rate_per_s if rate_per_s else 0.0
+        started = time.monotonic()
+        for done, (stored, message) in enumerate(chosen):
+            if interval:
+                await asyncio.sleep(max(0.0, started + done * interval - time.monotonic()))
+            error = await _replay_one(exchanges, stored, message, settings.confirm_timeout_s)
+            if error is None:
+                report.replayed.append(stored)
+            else:
+                report.failed.append((stored, error))
+            if progress:
+                progress(done + 1, len(chosen))
+    return report
+
+
+async def _replay_one(
+    exchanges: ExchangeCache, stored: StoredMessage, message: AbstractIncomingMessage,
+    timeout_s: float,
+) -> str | None:
+    target = replay_target(stored)
+    if target is None:
+        return "no origin queue recorded; replay it by hand (see docs/dead-letters.md)"
+    headers = replay_headers(stored.headers)
+    attributes = {
+        "pipeline.recoverability.action": "replay",
+        "pipeline.replay.count": headers[h.REPLAY_COUNT],
+        "pipeline.dead_letter.reason": stored.reason,
+    }
+    # A replay is a new unit of work: a new trace, linked to the failed one.
+    hop = Hop("replay", target, "", target, attributes,
+              links=tracing.link_to(stored.headers), new_trace=True)
+    try:
+        await forward(exchanges, message, hop, headers, timeout_s, naming.DEAD_LETTER_STORE)
+    except PublishError as exc:
+        log.error("replay of %s to %s failed: %s; it stays in the store",
+                  stored.message_id, target, exc)
+        return str(exc)
+    log.info("replayed %s event %s to %s (replay #%d)", stored.event_type, stored.message_id,
+             target, headers[h.REPLAY_COUNT])
+    return None
+
+
