@@ -25,6 +25,7 @@ from tenacity import (
 
 from pipeline.connection_watch import BackoffRobustConnection, watch
 from pipeline.errors import BrokerUnreachableError
+from pipeline.memory import connect_memory, is_memory_url
 from pipeline.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,15 @@ async def connect(settings: PipelineSettings, name: str) -> AbstractRobustConnec
     """Open a robust connection named ``name`` (shown in the management UI).
 
     Raises ``BrokerUnreachableError`` naming host:port (never the password)
-    after ``connect_timeout_s`` of retries.
+    after ``connect_timeout_s`` of retries. A ``memory://`` URL connects to the
+    broker inside this process (``pipeline.memory``) instead.
     """
     url = settings.amqp_url.get_secret_value()
+    if is_memory_url(url):
+        connection = await connect_memory(
+            url, name, settings.reconnect_interval_s, settings.connect_timeout_s
+        )
+        return watch(connection, name, settings.broker_address)
     retrying = AsyncRetrying(
         retry=retry_if_exception(_is_retryable),
         wait=wait_exponential(multiplier=0.2, max=5),

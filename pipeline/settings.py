@@ -112,7 +112,14 @@ class PipelineSettings(BaseSettings):
     @property
     def broker_address(self) -> str:
         parts = urlsplit(self.amqp_url.get_secret_value())
+        if parts.scheme == "memory":
+            return f"memory://{parts.netloc}"
         return f"{parts.hostname}:{parts.port or 5672}"
+
+    @property
+    def is_memory(self) -> bool:
+        """True for ``memory://``: the broker inside this process (``pipeline.memory``)."""
+        return self.amqp_url.get_secret_value().startswith("memory://")
 
     @property
     def vhost(self) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pipeline.errors import BrokerUnreachableError, TopologyDriftError
-from pipeline.ops.management import ManagementClient
+from pipeline.ops.management import open_management
 from pipeline.settings import PipelineSettings
 from topology import QueueSpec, Topology
 
@@ -154,7 +154,7 @@ async def find_drift(settings: PipelineSettings, topology: Topology) -> list[Dri
 
     Raises ``BrokerUnreachableError`` when the management API does not answer.
     """
-    async with ManagementClient(settings) as api:
+    async with open_management(settings) as api:
         vhost = quote(api.vhost, safe="")
         queues = {q["name"]: q for q in await api.queues()}
         policies = await api.policies()

@@ -15,11 +15,26 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from pipeline.errors import BrokerUnreachableError, ConfigurationError
+from pipeline.ops.protocols import ManagementApi
 from pipeline.settings import PipelineSettings, redact_url
 
 
 class ManagementNotFoundError(ConfigurationError):
     """The management API has no such object (a vhost, queue or user that does not exist)."""
+
+
+def open_management(settings: PipelineSettings, timeout_s: float = 5.0) -> ManagementApi:
+    """The management API of the broker ``settings`` name.
+
+    For ``memory://`` that is the in-process broker's own answer (there is
+    no HTTP API, no policies and no UI); otherwise ``ManagementClient``.
+    """
+    if settings.is_memory:
+        # Imported here: it imports this module (ManagementNotFoundError).
+        from pipeline.memory.management import MemoryManagement
+
+        return MemoryManagement(settings)
+    return ManagementClient(settings, timeout_s)
 
 
 class ManagementClient:

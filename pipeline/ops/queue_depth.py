@@ -17,7 +17,8 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from pipeline.ops.management import ManagementClient
+from pipeline.ops.management import open_management
+from pipeline.ops.protocols import ManagementApi
 from pipeline.settings import PipelineSettings
 from topology import QueueSpec
 
@@ -35,7 +36,7 @@ class QueueDepths(Collector):
         self._settings = settings
         self._queues = tuple(queues)
         self._min_interval_s = min_interval_s
-        self._client: ManagementClient | None = None
+        self._client: ManagementApi | None = None
         self._by_name: dict[str, dict[str, Any]] = {}
         self._read_at = float("-inf")
         self._is_up: bool | None = None  # unknown until the first read
@@ -50,7 +51,7 @@ class QueueDepths(Collector):
             return
         self._read_at = time.monotonic()
         if self._client is None:
-            self._client = ManagementClient(self._settings, timeout_s=3.0)
+            self._client = open_management(self._settings, timeout_s=3.0)
         try:
             listed = await self._client.queues()
         except Exception as exc:  # a scrape must still answer, with what it has

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from pipeline.errors import ConfigurationError
-from pipeline.ops.management import ManagementClient, ManagementNotFoundError
+from pipeline.ops.management import ManagementNotFoundError, open_management
 from pipeline.settings import PipelineSettings
 from topology import RetryLadder, Topology, naming
 
@@ -111,7 +111,7 @@ async def read_status(
     Raises ``BrokerUnreachableError`` when the API does not answer and
     ``ConfigurationError`` when the vhost does not exist.
     """
-    async with ManagementClient(settings) as api:
+    async with open_management(settings) as api:
         try:
             listed = {q["name"]: q for q in await api.queues()}
         except ManagementNotFoundError:
