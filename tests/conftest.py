@@ -9,7 +9,13 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from pipeline import PipelineSettings
-from tests.support.broker import BrokerEndpoint, NoBrokerError, find_broker, vhost_name
+from tests.support.broker import (
+    LOCAL_MANAGEMENT,
+    BrokerEndpoint,
+    NoBrokerError,
+    find_broker,
+    vhost_name,
+)
 
 SHORT_LADDER = "100ms,200ms,300ms"
 
@@ -37,9 +43,15 @@ def vhost(broker: BrokerEndpoint, request: pytest.FixtureRequest) -> Iterator[st
 
 
 def make_settings(broker: BrokerEndpoint, vhost: str, **overrides: object) -> PipelineSettings:
+    return settings_for(broker.amqp_url_for(vhost), broker.management_url, **overrides)
+
+
+def settings_for(amqp_url: str, management_url: str = LOCAL_MANAGEMENT,
+                 **overrides: object) -> PipelineSettings:
+    """The tests' settings for any broker URL (``memory://`` included)."""
     values: dict[str, object] = {
-        "amqp_url": broker.amqp_url_for(vhost),
-        "management_url": broker.management_url,
+        "amqp_url": amqp_url,
+        "management_url": management_url,
         "service_name": "tests",
         "retry_delays": SHORT_LADDER,
         "confirm_timeout_s": 5.0,

@@ -253,7 +253,7 @@ class ServerChannel:
             exchange=message.exchange, routing_key=message.routing_key,
             message_count=queue.message_count,
         )
-        properties = message.delivered_properties(queue.settings.is_quorum)
+        properties = message.delivered_properties(queue.settings.is_quorum, fetched=True)
         self.wire.send_content(self.number, method, properties, message.body)
 
     # -- settling ----------------------------------------------------------------

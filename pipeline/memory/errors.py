@@ -18,6 +18,7 @@ CHANNEL_ERROR = 504
 UNEXPECTED_FRAME = 505
 NOT_ALLOWED = 530
 NOT_IMPLEMENTED = 540
+INTERNAL_ERROR = 541
 
 _NAMES = {
     NOT_FOUND: "NOT_FOUND",
@@ -30,7 +31,12 @@ _NAMES = {
     UNEXPECTED_FRAME: "UNEXPECTED_FRAME",
     NOT_ALLOWED: "NOT_ALLOWED",
     NOT_IMPLEMENTED: "NOT_IMPLEMENTED",
+    INTERNAL_ERROR: "INTERNAL_ERROR",
 }
+
+
+# A reply text is an AMQP short string; RabbitMQ cuts longer ones to this.
+MAX_REPLY_TEXT = 255
 
 
 class AmqpError(Exception):
@@ -38,7 +44,10 @@ class AmqpError(Exception):
 
     def __init__(self, code: int, detail: str) -> None:
         self.code = code
-        self.text = f"{_NAMES[code]} - {detail}"
+        text = f"{_NAMES[code]} - {detail}"
+        if len(text.encode()) > MAX_REPLY_TEXT:
+            text = text.encode()[:MAX_REPLY_TEXT - 3].decode(errors="ignore") + "..."
+        self.text = text
         super().__init__(self.text)
 
 

@@ -40,9 +40,14 @@ class QueuedMessage:
         """A fresh copy for another queue (properties are shared: nobody mutates them)."""
         return QueuedMessage(self.body, self.properties, self.exchange, self.routing_key)
 
-    def delivered_properties(self, is_quorum: bool) -> spec.Basic.Properties:
-        """What a consumer sees: quorum queues add ``x-delivery-count`` once requeued."""
-        if not (is_quorum and self.returns):
+    def delivered_properties(self, is_quorum: bool, fetched: bool = False
+                             ) -> spec.Basic.Properties:
+        """What a consumer sees: quorum queues add ``x-delivery-count``.
+
+        RabbitMQ 3.10 adds it to a consumer's delivery once the message was
+        requeued, and to every basic.get (0 the first time).
+        """
+        if not (is_quorum and (self.returns or fetched)):
             return self.properties
         return with_headers(self.properties, {**self.headers, "x-delivery-count": self.returns})
 

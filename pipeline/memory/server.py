@@ -25,6 +25,7 @@ from pipeline.memory.channel import ServerChannel
 from pipeline.memory.errors import (
     CHANNEL_ERROR,
     FRAME_ERROR,
+    INTERNAL_ERROR,
     UNEXPECTED_FRAME,
     AmqpChannelError,
     AmqpConnectionError,
@@ -147,6 +148,9 @@ class BrokerConnection(asyncio.Protocol):
             self._fail_channel(channel, error, frame)
         except AmqpConnectionError as error:
             self._fail_connection(error, frame)
+        except Exception:  # a bug of ours: close this connection, keep the broker
+            log.exception("memory broker failed on %r from connection %s", frame, self.name)
+            self._fail_connection(AmqpConnectionError(INTERNAL_ERROR, "internal error"), frame)
 
     def _on_connection_frame(self, frame: Any) -> None:
         match frame:

@@ -1,4 +1,8 @@
-"""Run workers in-process against the test vhost, and read queues."""
+"""Run workers in-process against the test vhost, and read queues.
+
+Queues are read over a plain aio-pika connection to RabbitMQ, or through
+``pipeline.connection.connect`` for ``memory://`` (the broker in this process).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from pipeline import App, Consumer, PipelineSettings
+from pipeline.connection import connect
 from pipeline.consume.plan import WorkerPlan, plan_for
 from pipeline.consume.process import StopSignal, run_worker
 from tests.support.waiting import eventually
@@ -27,9 +32,16 @@ class RunningWorker:
         return await asyncio.wait_for(self.task, timeout)
 
 
+async def open_connection(settings: PipelineSettings) -> AbstractConnection:
+    """A connection for test code: plain aio-pika to RabbitMQ, or to the memory:// broker."""
+    if settings.is_memory:
+        return await connect(settings, "tests")
+    return await aio_pika.connect(settings.amqp_url.get_secret_value())
+
+
 async def queue_state(settings: PipelineSettings, queue: str) -> tuple[int, int]:
     """(ready messages, consumers) of a queue, by passive declare."""
-    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    connection = await open_connection(settings)
     try:
         channel = await connection.channel()
         declared = await channel.declare_queue(queue, passive=True)
@@ -71,7 +83,7 @@ async def drain(settings: PipelineSettings, queue: str, expect: int | None = Non
                 timeout: float = 10) -> list[AbstractIncomingMessage]:
     """Take every message currently in ``queue`` (acking them); wait for ``expect`` if given."""
     taken: list[AbstractIncomingMessage] = []
-    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    connection = await open_connection(settings)
     try:
         channel = await connection.channel()
         queue_obj = await channel.get_queue(queue, ensure=True)
