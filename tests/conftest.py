@@ -19,8 +19,9 @@ from tests.support.broker import (
 
 SHORT_LADDER = "100ms,200ms,300ms"
 
-# The `spans` fixture: finished spans of the running test (tracing on, in memory).
-pytest_plugins = ("tests.support.spans",)
+# The `spans` fixture: finished spans of the running test (tracing on, in memory);
+# `pytester` runs pytest on generated files (the pytest plugin's tests).
+pytest_plugins = ("tests.support.spans", "pytester")
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,8 @@ import contextlib
 import socket
 
 from pipeline.memory.clock import Clock, LoopClock
+from pipeline.memory.message import QueuedMessage
+from pipeline.memory.queue import MemoryQueue
 from pipeline.memory.server import BrokerConnection
 from pipeline.memory.vhost import VirtualHost
 
@@ -56,6 +58,12 @@ class MemoryBroker:
 
     async def _attach(self, sock: socket.socket) -> None:
         await self.loop.connect_accepted_socket(lambda: BrokerConnection(self), sock)
+
+    def held(self, queue: MemoryQueue) -> list[QueuedMessage]:
+        """The messages of ``queue`` delivered (or fetched) and not yet settled."""
+        return [entry.message for connection in self.connections
+                for channel in connection.channels.values()
+                for entry in channel.unacked.values() if entry.queue is queue]
 
     def unacked(self) -> int:
         """Deliveries sent to consumers (or fetched) and not yet settled, in every vhost."""

@@ -42,8 +42,16 @@ def matches(exchange_type: str, binding_key: str, routing_key: str) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def topic_matches(pattern: str, routing_key: str) -> bool:
-    """AMQP topic matching: ``orders.#`` takes ``orders`` and ``orders.order.placed``."""
-    return _match(tuple(pattern.split(".")), tuple(routing_key.split(".")))
+    """AMQP topic matching: ``orders.#`` takes ``orders`` and ``orders.order.placed``.
+
+    An empty key has no words (``*`` does not take it, ``#`` does), while
+    ``a..c`` has an empty middle word (``a.*.c`` takes it), as in RabbitMQ.
+    """
+    return _match(_words(pattern), _words(routing_key))
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split(".")) if text else ()
 
 
 def _match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:

@@ -31,7 +31,7 @@ QUORUM = {"x-queue-type": "quorum"}
 
 ROUTED_KEYS = (
     "orders", "orders.order.placed", "orders.x.placed", "orders.order.cancelled",
-    "billing.order.placed", "orders.order.placed.late", "k",
+    "billing.order.placed", "orders.order.placed.late", "k", "", "a..c",
 )
 
 
@@ -39,6 +39,7 @@ async def test_topic_direct_fanout_and_default_exchanges_route_alike(settings):
     bindings = {
         "all-orders": ("t", "orders.#"), "placed": ("t", "orders.*.placed"),
         "any-order": ("t", "*.order.*"), "hash-in-middle": ("t", "orders.#.placed"),
+        "one-word": ("t", "*"), "empty-middle": ("t", "a.*.c"),
         "direct-k": ("d", "k"), "fanned": ("f", "whatever"),
     }
     async with open_channel(settings) as channel:
@@ -64,6 +65,8 @@ async def test_topic_direct_fanout_and_default_exchanges_route_alike(settings):
         "any-order": ["t:billing.order.placed", "t:orders.order.cancelled",
                       "t:orders.order.placed"],
         "hash-in-middle": ["t:orders.order.placed", "t:orders.x.placed"],
+        "one-word": ["t:k", "t:orders"],  # not the empty key: it has no word at all
+        "empty-middle": ["t:a..c"],
         "direct-k": ["d:k"],
         "fanned": sorted(f"f:{key}" for key in ROUTED_KEYS),
     }
