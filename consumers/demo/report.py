@@ -12,7 +12,7 @@ from rich.text import Text
 from consumers.billing import EXPIRED_CARD, FLAKY_CARD
 from consumers.demo.options import DemoOptions
 from consumers.demo.producer import ProducerCounts
-from consumers.demo.supervisor import WorkerProcess
+from consumers.demo.protocols import SupervisedWorker
 from consumers.shipping import NO_CARRIER_COUNTRY
 from pipeline.settings import PipelineSettings
 from topology import naming
@@ -43,9 +43,15 @@ def intro(
         f"retry ladder {settings.ladder}",
         highlight=False,
     )
-    console.print(f"  management UI  {ui_url}  (queues named pipeline.*)", highlight=False)
-    console.print(f"  worker logs    {run_dir}/  (one file per worker, demo.log for the demo)",
-                  highlight=False)
+    if settings.is_memory:
+        console.print("  broker         in this process (memory://): no management UI, and "
+                      "nothing is kept once the demo ends", highlight=False)
+        console.print(f"  log            {run_dir}/demo.log  (the workers run as tasks of "
+                      "this process)", highlight=False)
+    else:
+        console.print(f"  management UI  {ui_url}  (queues named pipeline.*)", highlight=False)
+        console.print(f"  worker logs    {run_dir}/  (one file per worker, demo.log for the "
+                      "demo)", highlight=False)
     console.print(f"  producing      {options.rate:g} orders events/s {length}; "
                   "some fail on purpose:", highlight=False)
     for fault in FAULTS:
@@ -54,7 +60,7 @@ def intro(
                   "for in-flight events (they return to their queue)", highlight=False)
 
 
-def worker_failed(console: Console, worker: WorkerProcess) -> None:
+def worker_failed(console: Console, worker: SupervisedWorker) -> None:
     """A worker died while starting: say which, with the end of its log."""
     console.print(
         f"[red]pipeline: worker {worker.name} exited with code {worker.returncode} while "
@@ -67,12 +73,13 @@ def worker_failed(console: Console, worker: WorkerProcess) -> None:
 
 def summary(
     console: Console,
-    workers: Sequence[WorkerProcess],
+    workers: Sequence[SupervisedWorker],
     codes: Mapping[str, int],
     counts: ProducerCounts,
     elapsed_s: float,
     ui_url: str,
     run_dir: Path,
+    is_memory: bool = False,
 ) -> None:
     """How the run ended: what was sent, and each worker's own counters."""
     console.print(
@@ -80,7 +87,8 @@ def summary(
         f"{counts.failing_on_purpose} failing on purpose, {counts.unconfirmed} not confirmed.",
         highlight=False,
     )
-    table = Table(box=None, title="workers (counters from each one's last log line)",
+    source = "metrics" if is_memory else "last log line"
+    table = Table(box=None, title=f"workers (counters from each one's {source})",
                   title_justify="left", padding=(0, 2, 0, 0))
     for column in ("worker", "exit", *COUNTERS):
         table.add_column(column, justify="right" if column in COUNTERS else "left")
@@ -93,6 +101,13 @@ def summary(
             *(str(counters[c]) if c in counters else "-" for c in COUNTERS),
         )
     console.print(table)
+    if is_memory:
+        console.print(
+            f"memory:// kept everything in this process: the dead letters in "
+            f"{naming.DEAD_LETTER_STORE} and the events on retry rungs are gone with it. "
+            f"Log: {run_dir}/demo.log", highlight=False,
+        )
+        return
     console.print(
         f"Dead-lettered events stay in {naming.DEAD_LETTER_STORE} (see the management UI). "
         "Events still waiting on a retry rung return to their queue when the delay ends "

@@ -4,7 +4,9 @@ Apply the topology, start every worker of the app as its own process, run a
 producer of the orders domain with documented faults, show a live table
 from the management API, and on Ctrl-C or after ``duration``: stop the
 producer, SIGTERM the workers (they drain and exit 0), print the last table
-and a summary.
+and a summary. With ``memory://`` the broker lives in this process, so the
+workers run here as tasks (``inprocess.py``) and the table reads the
+in-memory queues.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ from consumers.demo.board import (
     handled,
     render,
 )
+from consumers.demo.inprocess import TaskSupervisor, plans_in_process
 from consumers.demo.options import DemoOptions, demo_settings
 from consumers.demo.probe import QueueProbe
 from consumers.demo.producer import DemoProducer, OrderModels
-from consumers.demo.supervisor import Supervisor, WorkerProcess
+from consumers.demo.protocols import SupervisedWorker, WorkerSupervisor
+from consumers.demo.supervisor import Supervisor
 from pipeline.app import App, load_app
 from pipeline.connection import connect
 from pipeline.consume.plan import plan_worker
@@ -46,7 +50,8 @@ from pipeline.declare import declare_topology
 from pipeline.errors import BrokerUnreachableError
 from pipeline.exits import ExitCode
 from pipeline.logs import FORMAT, TraceContextFilter
-from pipeline.ops.management import ManagementClient
+from pipeline.ops.management import open_management
+from pipeline.ops.protocols import ManagementApi
 from pipeline.publish.publisher import Publisher
 from pipeline.settings import PipelineSettings
 from pipeline.tracing.sdk import configure_tracing
@@ -134,7 +139,7 @@ async def run_demo(settings: PipelineSettings, options: DemoOptions, console: Co
                 Publisher(channel, settings), models, options.rate, uuid.uuid4().hex[:4],
                 settings.service_name,
             )
-            async with ManagementClient(settings) as api:
+            async with open_management(settings) as api:
                 await api.overview()  # a clear error now if the management API is off
                 links = Links(api, QueueProbe(connection), producer)
                 code = await DemoRun(settings, app, options, console, run_dir, links).run()
@@ -151,7 +156,7 @@ async def run_demo(settings: PipelineSettings, options: DemoOptions, console: Co
 class Links:
     """What a run talks to: the management API, the queue probe, the producer."""
 
-    api: ManagementClient
+    api: ManagementApi
     probe: QueueProbe
     producer: DemoProducer
 
@@ -176,7 +181,14 @@ class DemoRun:
             for name in [*sorted(app.consumers), *sorted(app.workers)]
         ]
         self.layout = BoardLayout(settings.vhost, options.rate, settings.ladder, rows)
-        self.supervisor = Supervisor([r.name for r in rows], run_dir, worker_env(settings, run_dir))
+        self.supervisor: WorkerSupervisor
+        if settings.is_memory:  # the broker is in this process: so are the workers
+            topology = app.topology(settings.ladder, settings.delivery_limit)
+            plans = plans_in_process(app, settings, DEMO_NOTIFIER_WINDOW_S)
+            self.supervisor = TaskSupervisor(settings, topology, plans, run_dir / "demo.log")
+        else:
+            self.supervisor = Supervisor([r.name for r in rows], run_dir,
+                                         worker_env(settings, run_dir))
         self.stop = StopSignal()
         self.store_before = 0
         self.handled_before: dict[str, int] = {}
@@ -202,11 +214,11 @@ class DemoRun:
         self.console.print(render(self.layout, await self._final_state()))
         report.summary(
             self.console, self.supervisor.workers, codes, self.producer.counts,
-            self._elapsed_s(), self.api.ui_url, self.run_dir,
+            self._elapsed_s(), self.api.ui_url, self.run_dir, self.settings.is_memory,
         )
         return ExitCode.ERROR if any(codes.values()) else 0
 
-    async def _wait_attached(self) -> WorkerProcess | None:
+    async def _wait_attached(self) -> SupervisedWorker | None:
         """Wait until each worker consumes its queue; return a worker that exited instead."""
         wanted = [row.queue for row in self.layout.workers]
         deadline = time.monotonic() + ATTACH_TIMEOUT_S
@@ -291,7 +303,7 @@ class DemoRun:
         return (until or time.monotonic()) - since
 
 
-async def _queues(api: ManagementClient) -> QueueStats | None:
+async def _queues(api: ManagementApi) -> QueueStats | None:
     """Queue records by name, or None while the management API does not answer."""
     try:
         return {q["name"]: q for q in await api.queues()}

@@ -132,3 +132,30 @@ def test_demo_without_the_management_api_says_how_to_enable_it(settings, vhost, 
     assert "rabbitmq-plugins enable rabbitmq_management" in result.stderr
     assert worker_logs(tmp_path) == []
     assert processes_using(vhost) == []
+
+
+def test_the_demo_runs_in_one_process_on_memory_without_rabbitmq(tmp_path):
+    # Given no broker at all: the AMQP and management URLs lead nowhere
+    env = demo_env("memory://", "http://guest:guest@127.0.0.1:1/")
+    run_dir = tmp_path / "run"
+
+    # When the demo runs as the README shows, for 5 s on the default ladder
+    result = run_demo(env, "--duration", "5", "--run-dir", str(run_dir), timeout=120)
+
+    # Then it exits 0, every worker ran in this one process and handled events
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "in this process (memory://)" in result.stdout
+    rows = {m["name"]: m for m in SUMMARY_ROW.finditer(result.stdout)}
+    assert set(rows) == set(WORKERS), result.stdout
+    assert all(rows[name]["exit"] == "0" for name in WORKERS), result.stdout
+    assert all(int(rows[name]["acked"]) > 0 for name in WORKERS)
+    assert int(rows["billing"]["retried"]) > 0  # the flaky card went up a rung
+    assert int(rows["billing"]["dead"]) > 0  # the expired card went to the store
+    stored = re.search(r"dead-letter store \+(\d+) this run", result.stdout)
+    assert stored is not None
+    assert int(stored[1]) == sum(int(rows[n]["dead"]) for n in WORKERS)
+    assert "One retried event's trace" in result.stdout
+    assert "retry pipeline.billing.retry.1s" in result.stdout
+    assert worker_logs(run_dir) == []  # no worker process, so no worker log
+    assert (run_dir / "demo.log").stat().st_size > 0
