@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 DISTRIBUTION = "rabbit-pipeline"
 
+# A memory:// broker lives inside one process: only these commands make sense
+# with it (the demo runs everything in its own process; the others need no broker).
+IN_ONE_PROCESS = {("demo", None), ("topology", "show"), ("topology", "export"),
+                  ("users", "show")}
+
 
 def _version() -> str:
     try:
@@ -64,6 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(describe_invalid_settings(exc))
         return ExitCode.CONFIG
     configure_logging(args.log_level or settings.log_level)
+    if settings.is_memory and (args.command, getattr(args, "action", None)) not in IN_ONE_PROCESS:
+        fail(
+            f"PIPELINE_AMQP_URL is {settings.safe_amqp_url}, a broker that lives inside one "
+            f"process: `pipeline {args.command}` would only see a new, empty one. Point it at "
+            "RabbitMQ, or use memory:// with `pipeline demo`, pipeline.testing.TestPipeline, "
+            "or one program that publishes and consumes"
+        )
+        return ExitCode.CONFIG
     telemetry = configure_tracing(settings)
     try:
         return int(args.run(args, settings))
