@@ -17,7 +17,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import consume, failure_path, latency, memory, publish, report, rung_accuracy
+from bench import (
+    consume,
+    failure_path,
+    latency,
+    memory,
+    publish,
+    report,
+    rung_accuracy,
+    testing,
+)
 from bench.broker import DEFAULT_AMQP, DEFAULT_MANAGEMENT, BrokerTarget, isolated_vhost
 from bench.harness import FULL, QUICK, Bench
 from bench.results import Result
@@ -34,6 +43,7 @@ CASES: dict[str, Case] = {
     "rung": rung_accuracy.run,
     "latency": latency.run,
     "memory": memory.run,
+    "testing": testing.run,
     "consume-traced": consume.run_traced,
 }
 
