@@ -6,12 +6,13 @@ import asyncio
 import logging
 
 from pipeline import App, BlockingPublisher, Consumer, PermanentError, Publisher
+from pipeline.declare import declare_topology
 from pipeline.memory import find_broker
 from pipeline.memory.url import MemoryAddress
 from pipeline.ops.drift import find_drift
 from pipeline.ops.status import read_status
 from tests.support.events import ThingHappened
-from tests.support.runtime import queue_state, running
+from tests.support.runtime import open_connection, queue_state, running
 from tests.support.waiting import eventually
 
 
@@ -99,3 +100,25 @@ async def test_a_dropped_connection_is_restored_and_consuming_goes_on(settings, 
 
 async def _handled(handled: list[int], expected: list[int]) -> None:
     assert handled == expected
+
+
+async def test_queue_depth_gauges_read_the_in_memory_queues(settings):
+    from pipeline.ops.queue_depth import QueueDepths
+
+    app, _ = failing_app([])
+    topology = app.topology(settings.ladder, settings.delivery_limit)
+    connection = await open_connection(settings)
+    try:
+        await declare_topology(connection, topology)
+        async with await Publisher.connect(settings) as publisher:
+            await publisher.publish_many([ThingHappened(n=1), ThingHappened(n=2)])
+        depths = QueueDepths(settings, topology.queues)
+        await depths.refresh()
+        messages, _, up = depths.collect()
+        await depths.close()
+    finally:
+        await connection.close()
+    found = {s.labels["queue"]: s.value for s in messages.samples}
+    assert found["pipeline.things"] == 2
+    assert found["pipeline.dead-letter.store"] == 0
+    assert [s.value for s in up.samples] == [1.0]

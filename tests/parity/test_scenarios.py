@@ -18,11 +18,15 @@ from aio_pika import Message
 from pipeline import App, Consumer, PermanentError, Publisher, TransientError, UnroutableError
 from pipeline import headers as h
 from pipeline.consume.delivery import Outcome
+from pipeline.consume.plan import plan_for
+from pipeline.consume.process import StopSignal, run_worker
+from pipeline.declare import declare_topology
+from pipeline.exits import ExitCode
 from pipeline.store import Selection, replay
 from tests.parity.amqp import open_channel
 from tests.support.events import OtherThingHappened, ThingHappened
 from tests.support.recording import recorded_plan
-from tests.support.runtime import drain, queue_state, running
+from tests.support.runtime import drain, open_connection, queue_state, running
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -263,3 +267,58 @@ async def test_a_replayed_dead_letter_goes_back_to_its_consumer_and_leaves_the_s
     assert h.read_int(replayed.headers, h.REPLAY_COUNT) == 1
     assert h.DEAD_LETTER_REASON not in replayed.headers
     assert (await queue_state(settings, STORE))[0] == 0
+
+
+async def test_a_retried_event_leaves_the_same_trace(settings, spans):
+    consumer = Consumer("traced", ["things.#"])
+    calls: list[int] = []
+
+    @consumer.handler
+    async def handle(event: ThingHappened) -> None:
+        calls.append(event.n)
+        if len(calls) == 1:
+            raise TransientError("first try fails")
+
+    async with running(settings, App([consumer]), consumer):
+        async with await Publisher.connect(settings) as publisher:
+            await publisher.publish(ThingHappened(n=1))
+
+        async def handled() -> None:
+            assert len(calls) == 2
+            assert len(spans.named("process pipeline.traced")) == 2
+
+        await eventually(handled)
+    [publish] = spans.named("publish pipeline.events")
+    trace_spans = [s for s in spans.spans if s.context.trace_id == publish.context.trace_id]
+    names = {s.context.span_id: s.name for s in trace_spans}
+    shape = sorted((s.name, s.kind.name, names.get(s.parent.span_id) if s.parent else None)
+                   for s in trace_spans)
+    assert shape == sorted([
+        ("publish pipeline.events", "PRODUCER", None),
+        ("process pipeline.traced", "CONSUMER", "publish pipeline.events"),
+        ("handle things.thing.happened", "INTERNAL", "process pipeline.traced"),
+        ("retry pipeline.traced.retry.100ms", "PRODUCER", "process pipeline.traced"),
+        ("process pipeline.traced", "CONSUMER", "retry pipeline.traced.retry.100ms"),
+        ("handle things.thing.happened", "INTERNAL", "process pipeline.traced"),
+    ]), spans.tree(publish.context.trace_id)
+
+
+async def test_a_worker_refuses_to_start_when_its_queue_exists_with_other_arguments(settings):
+    consumer = Consumer("strict", ["things.#"])
+
+    @consumer.handler
+    async def handle(event: ThingHappened) -> None:
+        pass
+
+    app = App([consumer])
+    connection = await open_connection(settings)
+    try:
+        await declare_topology(connection, app.topology(settings.ladder, 20))
+    finally:
+        await connection.close()
+    stricter = settings.model_copy(update={"delivery_limit": 5})
+
+    code = await run_worker(stricter, plan_for(consumer, stricter),
+                            app.topology(stricter.ladder, 5), StopSignal())
+
+    assert code == ExitCode.TOPOLOGY
