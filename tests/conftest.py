@@ -44,15 +44,15 @@ def vhost(broker: BrokerEndpoint, request: pytest.FixtureRequest) -> Iterator[st
 
 
 def make_settings(broker: BrokerEndpoint, vhost: str, **overrides: object) -> PipelineSettings:
-    return settings_for(broker.amqp_url_for(vhost), broker.management_url, **overrides)
+    return settings_for(broker.amqp_url_for(vhost),
+                        **{"management_url": broker.management_url, **overrides})
 
 
-def settings_for(amqp_url: str, management_url: str = LOCAL_MANAGEMENT,
-                 **overrides: object) -> PipelineSettings:
+def settings_for(amqp_url: str, **overrides: object) -> PipelineSettings:
     """The tests' settings for any broker URL (``memory://`` included)."""
     values: dict[str, object] = {
         "amqp_url": amqp_url,
-        "management_url": management_url,
+        "management_url": LOCAL_MANAGEMENT,
         "service_name": "tests",
         "retry_delays": SHORT_LADDER,
         "confirm_timeout_s": 5.0,

@@ -10,10 +10,13 @@ new, empty one.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 from pipeline.memory.broker import MemoryBroker
 from pipeline.memory.clock import Clock
+
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _brokers: dict[str, MemoryBroker] = {}
@@ -26,6 +29,8 @@ def broker_for(node: str) -> MemoryBroker:
         broker = _brokers.get(node)
         if broker is None or not broker.is_usable:
             broker = _brokers[node] = MemoryBroker(node, loop)
+            log.info("memory:// broker %r started in this process: only its own publishers "
+                     "and consumers reach it, and nothing is kept when it ends", node or "default")
         return broker
 
 
