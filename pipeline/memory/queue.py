@@ -145,6 +145,7 @@ class MemoryQueue:
         return None
 
     def acked(self) -> None:
+        """A delivery of this queue was acked: it is gone."""
         self.unacked -= 1
         self.stats.count("ack", self._clock.now())
 
@@ -171,6 +172,7 @@ class MemoryQueue:
             self._dead_letter(message, "rejected")
 
     def purge(self) -> int:
+        """Drop the ready messages (not the unacked ones); return how many."""
         count = len(self._ready)
         self._ready.clear()
         self._ready_bytes = 0
@@ -178,11 +180,13 @@ class MemoryQueue:
         return count
 
     def subscribe(self, subscriber: Subscriber) -> None:
+        """A consumer starts: deliver to it what is ready."""
         self.subscribers.append(subscriber)
         self.had_consumers = True
         self.dispatch()
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
+        """A consumer stops; what it holds stays unacked until its channel settles it."""
         if subscriber in self.subscribers:
             self.subscribers.remove(subscriber)
 

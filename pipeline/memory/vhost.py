@@ -54,6 +54,11 @@ class VirtualHost:
     # -- exchanges ---------------------------------------------------------------
 
     def declare_exchange(self, frame: spec.Exchange.Declare) -> None:
+        """Declare (or check, when passive) an exchange.
+
+        Raises NOT_FOUND (passive, missing), ACCESS_REFUSED (reserved name),
+        PRECONDITION_FAILED (other type or flags) and NOT_IMPLEMENTED (headers).
+        """
         name = frame.exchange or ""
         existing = self.exchanges.get(name)
         if frame.passive:
@@ -74,6 +79,7 @@ class VirtualHost:
         self.exchanges[name] = wanted
 
     def delete_exchange(self, name: str, if_unused: bool) -> None:
+        """Delete an exchange and its bindings; PRECONDITION_FAILED if in use and asked not to."""
         if name not in self.exchanges:
             return  # RabbitMQ answers delete-ok for what is not there
         self._refuse_reserved("exchange", name)
@@ -83,6 +89,7 @@ class VirtualHost:
         self.bindings.pop(name, None)
 
     def exchange(self, name: str) -> Exchange:
+        """The exchange called ``name``; NOT_FOUND if there is none."""
         exchange = self.exchanges.get(name)
         if exchange is None:
             raise not_found("exchange", name, self.name)
@@ -91,6 +98,12 @@ class VirtualHost:
     # -- queues ------------------------------------------------------------------
 
     def declare_queue(self, owner: object, frame: spec.Queue.Declare) -> MemoryQueue:
+        """Declare (or check, when passive) a queue for the connection ``owner``.
+
+        Raises NOT_FOUND (passive, missing), RESOURCE_LOCKED (another connection's
+        exclusive queue), ACCESS_REFUSED (reserved name) and PRECONDITION_FAILED
+        (invalid or inequivalent arguments).
+        """
         name = frame.queue or f"amq.gen-{secrets.token_urlsafe(16)}"
         existing = self.queues.get(name)
         if frame.passive:
@@ -115,12 +128,18 @@ class VirtualHost:
         return queue
 
     def queue(self, owner: object, name: str) -> MemoryQueue:
+        """The queue called ``name`` as ``owner`` may use it; NOT_FOUND or RESOURCE_LOCKED."""
         queue = self.queues.get(name)
         if queue is None:
             raise not_found("queue", name, self.name)
         return self._accessible(owner, queue)
 
     def delete_queue(self, owner: object, frame: spec.Queue.Delete) -> int:
+        """Delete a queue; return how many ready messages went with it.
+
+        ``if_unused`` on a quorum queue closes the connection (NOT_IMPLEMENTED),
+        as in RabbitMQ; otherwise PRECONDITION_FAILED when in use or not empty.
+        """
         queue = self.queues.get(frame.queue)
         if queue is None:
             return 0
@@ -154,6 +173,7 @@ class VirtualHost:
     # -- bindings and routing ----------------------------------------------------
 
     def bind(self, owner: object, frame: spec.Queue.Bind) -> None:
+        """Bind a queue to an exchange; NOT_FOUND for either missing."""
         queue = self.queue(owner, frame.queue)
         self.exchange(frame.exchange)
         if frame.exchange == DEFAULT_EXCHANGE:
@@ -163,6 +183,7 @@ class VirtualHost:
         self.bindings.setdefault(frame.exchange, {})[key] = dict(frame.arguments or {})
 
     def unbind(self, owner: object, frame: spec.Queue.Unbind) -> None:
+        """Remove a binding (none is fine); NOT_FOUND for a missing queue or exchange."""
         queue = self.queue(owner, frame.queue)
         self.exchange(frame.exchange)
         self.bindings.get(frame.exchange, {}).pop((queue.name, frame.routing_key or ""), None)
@@ -180,7 +201,10 @@ class VirtualHost:
         return list(found.values())
 
     def publish(self, exchange_name: str, message: QueuedMessage) -> Routed:
-        """Put a copy in every queue the message routes to."""
+        """Put a copy in every queue the message routes to.
+
+        Raises NOT_FOUND for a missing exchange, ACCESS_REFUSED for an internal one.
+        """
         if self.exchange(exchange_name).internal:
             raise AmqpChannelError(ACCESS_REFUSED, f"cannot publish to internal exchange "
                                    f"'{exchange_name}' in vhost '{self.name}'")
