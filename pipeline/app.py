@@ -16,6 +16,7 @@ from pipeline.consume.consumer import Consumer
 from pipeline.errors import ConfigurationError
 from pipeline.events import Event
 from topology import RetryLadder, Topology, build_topology
+from topology.ledger import control_topology, ledger_topology
 
 if TYPE_CHECKING:
     from pipeline.consume.protocols import PlanFactory
@@ -56,9 +57,14 @@ class App:
             known = ", ".join(self.worker_names) or "(none)"
             raise ConfigurationError(f"no consumer named {name!r}; known: {known}") from None
 
-    def topology(self, ladder: RetryLadder, delivery_limit: int) -> Topology:
+    def topology(self, ladder: RetryLadder, delivery_limit: int, ledger: bool = True) -> Topology:
+        """Everything to declare: consumers, rungs, dead letters, the control log, the ledger."""
         subscriptions = [c.subscription for c in self.consumers.values()]
-        return build_topology(subscriptions, ladder, delivery_limit)
+        topology = build_topology(subscriptions, ladder, delivery_limit)
+        topology = topology.merged(control_topology())
+        if ledger:
+            topology = topology.merged(ledger_topology(subscriptions))
+        return topology
 
 
 def load_app(path: str | None) -> App:

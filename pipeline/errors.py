@@ -13,6 +13,10 @@
     │   ├── MessageTooLargeError    bigger than max_message_bytes; never sent
     │   └── BatchPublishError       some events of a publish_many were not confirmed
     ├── InvalidMessageError         a body is not a valid CloudEvent / event model
+    ├── LedgerError                 the event ledger cannot answer (docs/ledger.md)
+    │   ├── LedgerUnavailableError  its database cannot be reached, or is locked
+    │   ├── EventNotFoundError      no event with this id in the ledger (yet)
+    │   └── AlreadyHandledError     a cancel came too late: its consumers handled it
     └── UnknownEventTypeError       no handler and no model for this event type
 
 Handlers signal what should happen to a message by raising:
@@ -123,3 +127,19 @@ class TransientError(HandlerError):
 
 class PermanentError(HandlerError):
     """Retrying cannot help: the message goes to the dead-letter store at once."""
+
+
+class LedgerError(PipelineError):
+    """The event ledger cannot answer or act."""
+
+
+class LedgerUnavailableError(LedgerError):
+    """The ledger database cannot be reached, or is locked; the message says which."""
+
+
+class EventNotFoundError(LedgerError):
+    """No event with this id in the ledger (it may not have caught up yet)."""
+
+
+class AlreadyHandledError(LedgerError):
+    """A cancel came too late: every consumer it names has handled the event."""

@@ -6,6 +6,7 @@ CLI, a test fixture) and pass it down; nothing else reads the environment.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal, get_args
@@ -14,6 +15,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.durations import parse_age
 from topology import DEFAULT_LADDER, RetryLadder
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -85,6 +87,18 @@ class PipelineSettings(BaseSettings):
     # this file is ours: spans as JSON lines, for the demo and tests.
     trace_file: Path | None = Field(None, description="append finished spans here as JSON lines")
 
+    # The event status ledger (docs/ledger.md). Workers batch their outcome
+    # records (flushed every ledger_flush_ms or ledger_batch records); the
+    # ledger process and `pipeline events` read and write ledger_url.
+    ledger: bool = Field(True, description="declare the ledger queue and send outcome records")
+    ledger_url: str = Field(
+        "sqlite:///pipeline-ledger.db",
+        description="SQLAlchemy URL: sqlite:///relative.db, sqlite:////abs.db, postgresql://...",
+    )
+    ledger_flush_ms: int = Field(100, ge=1, le=60_000, description="worker record buffer flush")
+    ledger_batch: int = Field(500, ge=1, le=10_000, description="records per flush at most")
+    ledger_retention: str = Field("7d", description="prune completed events older than this")
+
     @field_validator("app", mode="before")
     @classmethod
     def _unset_when_empty(cls, value: object) -> object:
@@ -101,9 +115,19 @@ class PipelineSettings(BaseSettings):
         RetryLadder.parse(value)
         return value
 
+    @field_validator("ledger_retention")
+    @classmethod
+    def _retention_is_readable(cls, value: str) -> str:
+        parse_age(value)
+        return value
+
     @cached_property
     def ladder(self) -> RetryLadder:
         return RetryLadder.parse(self.retry_delays)
+
+    @property
+    def ledger_retention_age(self) -> timedelta:
+        return parse_age(self.ledger_retention)
 
     @property
     def safe_amqp_url(self) -> str:

@@ -8,7 +8,9 @@ from types import MappingProxyType
 from typing import Literal
 
 ExchangeType = Literal["topic", "direct", "fanout"]
-QueueRole = Literal["consumer", "retry", "dead-letter-store", "notifier", "parked"]
+QueueRole = Literal[
+    "consumer", "retry", "dead-letter-store", "notifier", "parked", "ledger", "control"
+]
 ArgumentValue = str | int | bool
 
 
@@ -77,8 +79,15 @@ class Topology:
         A consumer declares only this on start, so it never touches (or
         fails on) another team's queues.
         """
-        shared = {"dead-letter-store", "notifier", "parked"}
+        shared = {"dead-letter-store", "notifier", "parked", "ledger", "control"}
         queues = tuple(q for q in self.queues if q.consumer == consumer or q.role in shared)
         names = {q.name for q in queues}
         bindings = tuple(b for b in self.bindings if b.queue in names)
         return Topology(self.exchanges, queues, bindings)
+
+    def merged(self, other: Topology) -> Topology:
+        """This topology plus ``other``'s objects (names already present are kept once)."""
+        exchanges = {e.name: e for e in (*self.exchanges, *other.exchanges)}
+        queues = {q.name: q for q in (*self.queues, *other.queues)}
+        bindings = dict.fromkeys((*self.bindings, *other.bindings))
+        return Topology(tuple(exchanges.values()), tuple(queues.values()), tuple(bindings))

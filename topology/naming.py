@@ -31,7 +31,7 @@ def validate_consumer_name(name: str) -> str:
             f"consumer name {name!r} is not allowed: use lowercase letters, digits "
             "and dashes, starting with a letter (for example 'billing')"
         )
-    if name in {"events", "dead-letter"}:
+    if name in RESERVED_NAMES:
         raise ValueError(f"consumer name {name!r} is reserved by the pipeline")
     return name
 
@@ -59,3 +59,17 @@ def consumer_of_queue(queue: str) -> str | None:
     if name.startswith("dead-letter") or "." in name:
         return None
     return name
+
+
+# The event status ledger (docs/ledger.md). Its queue has a dot after
+# ``ledger`` so it can never be mistaken for a consumer's ``pipeline.<consumer>``.
+LEDGER = "ledger"
+LEDGER_EXCHANGE = f"{PREFIX}.ledger"  # workers' outcome records, in batches
+LEDGER_QUEUE = f"{PREFIX}.ledger.events"  # events as published + records + dead letters
+LEDGER_PARKED = f"{PREFIX}.ledger.parked"  # records the ledger cannot read
+# The control plane's command log (a stream every worker reads from its start).
+CONTROL = "control"
+CONTROL_LOG = f"{PREFIX}.control.log"
+
+# Names a consumer may not take: their queues belong to the pipeline itself.
+RESERVED_NAMES = frozenset({"events", "dead-letter", LEDGER, CONTROL})

@@ -25,6 +25,7 @@ class Outcome(enum.StrEnum):
     DEAD_LETTERED = "dead-lettered"
     PARKED = "parked"
     REQUEUED = "requeued"  # the failure copy could not be stored; the broker redelivers
+    CANCELLED = "cancelled"  # acked without running the handler (`pipeline events cancel`)
 
 
 @dataclass

@@ -16,7 +16,12 @@ from pipeline.consume.consumer import Consumer
 from pipeline.consume.dispatch import EventDispatcher
 from pipeline.consume.failure import LadderPolicy
 from pipeline.consume.metrics_middleware import MetricsMiddleware
-from pipeline.consume.protocols import ConsumeMiddleware, FailurePolicy, Processor
+from pipeline.consume.protocols import (
+    ConsumeMiddleware,
+    FailurePolicy,
+    Processor,
+    WorkerService,
+)
 from pipeline.consume.tracing_middleware import TracingMiddleware
 from pipeline.ops.metrics import PipelineMetrics
 from pipeline.publish.outbound import ExchangeCache
@@ -39,6 +44,9 @@ class WorkerPlan:
     # Called once consuming has stopped, before draining: a processor that holds
     # deliveries (the notifier's grouping window) settles them here.
     on_stop: Callable[[], Awaitable[None]] | None = None
+    # Started before consuming, stopped after draining (the ledger recorder
+    # flushes its last records there; the control log catches up first).
+    services: Sequence[WorkerService] = field(default_factory=tuple)
 
 
 def standard_middlewares(

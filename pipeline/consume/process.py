@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pipeline.app import App, load_app
 from pipeline.connection import connect
 from pipeline.consume.plan import WorkerPlan, plan_worker
+from pipeline.consume.protocols import WorkerService
 from pipeline.consume.worker import Worker
 from pipeline.declare import declare_topology
 from pipeline.errors import PipelineError
@@ -102,12 +103,16 @@ async def _run(
 ) -> ExitCode:
     connection = await connect(settings, f"{settings.service_name}.{plan.consumer}")
     probe.watch("connected", connection.connected.is_set)  # cleared while reconnecting
+    started_services: list[WorkerService] = []
     try:
         await declare_topology(connection, topology)
         await refuse_dangerous_drift(settings, topology)  # policies can undo our arguments
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         probe.mark("topology")
         policy = plan.failure(ExchangeCache(channel, plan.metrics.observe_confirm), settings)
+        for service in plan.services:
+            await service.start(connection)
+            started_services.append(service)
         worker = Worker(channel, plan.consumer, plan.queue, plan.processor, policy,
                         plan.middlewares)
         await worker.start(plan.prefetch)
@@ -125,8 +130,17 @@ async def _run(
         )
         return ExitCode.OK
     finally:
+        await _stop_services(started_services)
         with contextlib.suppress(Exception):
             await connection.close()
+
+
+async def _stop_services(services: list[WorkerService]) -> None:
+    for service in reversed(services):
+        try:
+            await service.stop()
+        except Exception:
+            log.exception("stopping %s failed", type(service).__name__)
 
 
 async def _shut_down(
@@ -164,4 +178,4 @@ async def _shut_down(
 def _counters_line(worker: Worker) -> str:
     counts = worker.counters
     return ", ".join(f"{name}={counts.get(name, 0)}" for name in
-                     ("acked", "retried", "dead-lettered", "parked", "requeued"))
+                     ("acked", "retried", "dead-lettered", "parked", "requeued", "cancelled"))

@@ -4,6 +4,7 @@
     ConsumeMiddleware  wraps the processing and settling of each delivery
     FailurePolicy      settles a delivery whose processing raised
     PlanFactory        builds the WorkerPlan of a worker that is not an event consumer
+    WorkerService      runs beside a worker: started before it consumes, stopped after it drained
 
 A middleware is any ``async (delivery, call_next) -> Outcome``; the chain is
 built once per worker and the innermost step processes *and settles* the
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 from pipeline.consume.delivery import Delivery, Outcome
 
 if TYPE_CHECKING:
+    from aio_pika.abc import AbstractRobustConnection
+
     from pipeline.consume.plan import WorkerPlan
     from pipeline.settings import PipelineSettings
 
@@ -42,3 +45,17 @@ class FailurePolicy(Protocol):
 
 
 PlanFactory = Callable[["PipelineSettings"], "WorkerPlan"]
+
+
+class WorkerService(Protocol):
+    """Something a worker runs beside its consumer (the ledger recorder, the control log).
+
+    ``start`` runs after the topology is declared and before the first
+    delivery, on the worker's connection (open your own channel); ``stop``
+    runs after the worker drained, before the connection closes. Either may
+    raise ``PipelineError`` to refuse the start (logged, documented exit code).
+    """
+
+    async def start(self, connection: AbstractRobustConnection) -> None: ...
+
+    async def stop(self) -> None: ...
