@@ -22,6 +22,8 @@ from pipeline.errors import (
     UnroutableError,
 )
 from pipeline.events import Event
+from pipeline.ledger.api import Ledger
+from pipeline.ledger.model import EventStatus, State
 from pipeline.publish.blocking import BlockingPublisher
 from pipeline.publish.publisher import Publisher
 from pipeline.settings import PipelineSettings
@@ -38,7 +40,9 @@ __all__ = [
     "Consumer",
     "Delivery",
     "Event",
+    "EventStatus",
     "InvalidMessageError",
+    "Ledger",
     "MessageTooLargeError",
     "Outcome",
     "PermanentError",
@@ -47,6 +51,7 @@ __all__ = [
     "PublishError",
     "PublishRejectedError",
     "Publisher",
+    "State",
     "TransientError",
     "UnknownEventTypeError",
     "UnroutableError",

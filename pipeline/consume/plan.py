@@ -23,6 +23,9 @@ from pipeline.consume.protocols import (
     WorkerService,
 )
 from pipeline.consume.tracing_middleware import TracingMiddleware
+from pipeline.control.cancel import CancelGuard
+from pipeline.control.log import ControlLog
+from pipeline.ledger.recorder import LedgerRecorder
 from pipeline.ops.metrics import PipelineMetrics
 from pipeline.publish.outbound import ExchangeCache
 from pipeline.settings import PipelineSettings
@@ -66,14 +69,21 @@ def plan_for(consumer: Consumer, settings: PipelineSettings) -> WorkerPlan:
     installed now (``tracing.is_enabled``): install it before building plans.
     """
     metrics = PipelineMetrics()
+    outermost, *inner = standard_middlewares(metrics, list(consumer.routes))
+    # Cancelled events are settled before the handler; the recorder sees every
+    # outcome, the cancellation too. Both read or write the broker only from
+    # services of their own (docs/ledger.md).
+    guard = CancelGuard(consumer.name)
+    recorder = (LedgerRecorder(consumer.name, settings),) if settings.ledger else ()
     return WorkerPlan(
         consumer=consumer.name,
         queue=consumer.queue,
         prefetch=consumer.prefetch or settings.prefetch,
         processor=EventDispatcher(consumer, traced=tracing.is_enabled()),
         failure=LadderPolicy,
-        middlewares=standard_middlewares(metrics, list(consumer.routes)),
+        middlewares=(outermost, *recorder, guard, *inner),
         metrics=metrics,
+        services=(ControlLog([guard], consumer.name, settings.confirm_timeout_s), *recorder),
     )
 
 

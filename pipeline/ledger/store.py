@@ -34,9 +34,12 @@ def unavailable(engine: Engine, exc: BaseException) -> LedgerUnavailableError:
     """One sentence an operator can act on, for a database error."""
     url = redact_url(engine.url.render_as_string(hide_password=False))
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
-    hint = ("another process holds a write lock on the file; the ledger waits and retries"
-            if "locked" in detail else
-            "check that the database runs and PIPELINE_LEDGER_URL is right")
+    if "locked" in detail:
+        hint = "another process holds a write lock on the file; the ledger waits and retries"
+    elif "no such table" in detail or "does not exist" in detail:
+        hint = "it has no ledger tables yet: start the ledger (`python -m consumers ledger`)"
+    else:
+        hint = "check that the database runs and PIPELINE_LEDGER_URL is right"
     return LedgerUnavailableError(f"ledger database {url} is unavailable ({detail}): {hint}")
 
 

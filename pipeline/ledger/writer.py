@@ -63,6 +63,12 @@ class BatchWriter:
         await future
 
     async def start(self, connection: AbstractRobustConnection) -> None:
+        """Create the tables if the database answers (else at the first batch), start writing."""
+        try:
+            await asyncio.to_thread(self._store.create)
+            self._created = True
+        except LedgerUnavailableError as exc:
+            log.error("%s; the ledger starts anyway and holds its records until it answers", exc)
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
 
     async def stop(self) -> None:
