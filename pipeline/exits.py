@@ -9,9 +9,9 @@ from __future__ import annotations
 import enum
 
 from pipeline.errors import (
+    AlreadyHandledError,
     BrokerUnreachableError,
     ConfigurationError,
-    AlreadyHandledError,
     EventNotFoundError,
     InvalidMessageError,
     LedgerUnavailableError,

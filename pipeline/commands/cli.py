@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from pydantic import ValidationError
 
-from pipeline.commands import consume, demo, publish, topology
+from pipeline.commands import consume, demo, events, publish, topology
 from pipeline.commands import dead_letters as dead_letters_command
 from pipeline.commands import status as status_command
 from pipeline.commands import users as users_command
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in (topology, publish, consume, demo, dead_letters_command, status_command,
-                   users_command):
+                   users_command, events):
         module.register(subparsers)
     return parser
 
