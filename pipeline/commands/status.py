@@ -24,6 +24,7 @@ from pipeline.commands.output import console, print_json
 from pipeline.commands.topology import load_topology
 from pipeline.durations import format_duration
 from pipeline.exits import ExitCode
+from pipeline.ledger.lag import ledger_line, with_ledger_lag
 from pipeline.ops.status import QueueState, StatusReport, read_status
 from pipeline.settings import PipelineSettings
 from topology import Topology
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
     if args.watch:
         return asyncio.run(_watch(args, settings, topology))
     report = asyncio.run(read_status(settings, topology, args.max_stored))
+    report = with_ledger_lag(settings, report)
     if args.json:
         print_json(report.as_dict())
     else:
@@ -64,7 +66,8 @@ async def _watch(args: argparse.Namespace, settings: PipelineSettings, topology:
         try:
             while True:
                 await asyncio.sleep(max(0.2, args.interval))
-                report = await read_status(settings, topology, args.max_stored)
+                report = with_ledger_lag(
+                    settings, await read_status(settings, topology, args.max_stored))
                 live.update(render(report), refresh=True)
         except (KeyboardInterrupt, asyncio.CancelledError):
             pass
@@ -88,6 +91,8 @@ def render(report: StatusReport) -> RenderableType:
     _row(table, report.store, report.store.name)
     _row(table, report.notifier, report.notifier.name, warn_idle=True)
     _row(table, report.parked, report.parked.name)
+    if report.ledger is not None:
+        _row(table, report.ledger, report.ledger.name, warn_idle=True)
     store = Text(f"dead-letter store: {report.store.messages} stored, oldest "
                  f"{_age(report.store_oldest_age_s)}")
     if report.is_ok:
@@ -96,7 +101,10 @@ def render(report: StatusReport) -> RenderableType:
         verdict = Text(f"{len(report.problems)} problem(s):", style="bold red")
         for problem in report.problems:
             verdict.append(f"\n  [{problem.code}] {problem.message}", style="red")
-    return Group(table, store, verdict)
+    lines: list[RenderableType] = [table, store]
+    if report.ledger is not None:
+        lines.append(Text(ledger_line(report)))
+    return Group(*lines, verdict)
 
 
 def _row(table: Table, state: QueueState, label: str, warn_idle: bool = False) -> None:

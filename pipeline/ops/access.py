@@ -9,7 +9,8 @@ https://www.rabbitmq.com/docs/access-control. What each role needs:
     <consumer>  what its worker declares on start (its queue and rungs, the
                 exchanges and the shared dead-letter queues), read on its own
                 queue(s) only, write on the dead-letter exchange and on
-                ``amq.default`` (retry copies go to a rung by queue name)
+                ``amq.default`` (retry copies go to a rung by queue name);
+                read on the control log, write on ``pipeline.ledger`` (records)
     operator    read the dead-letter store and the parked notices, write
                 ``amq.default`` (replay republishes to the failed consumer's
                 queue by name); the ``management`` tag for ``pipeline status``
@@ -76,6 +77,10 @@ def worker_permission(subset: Topology, consumed: Iterable[str]) -> Permission:
     for binding in subset.bindings:
         write.append(binding.queue)  # queue.bind: write on the queue...
         read.append(binding.exchange)  # ...and read on the exchange
+    # Every worker reads the control log and appends its start marker to it
+    # (through amq.default); event consumers send outcome records to the ledger.
+    read += [q.name for q in subset.queues if q.role == "control"]
+    write += [e.name for e in subset.exchanges if e.name == naming.LEDGER_EXCHANGE]
     for queue in subset.queues:
         dead_letter_exchange = queue.arguments.get("x-dead-letter-exchange")
         if isinstance(dead_letter_exchange, str):

@@ -4,8 +4,8 @@ Read from the management API (``pipeline status`` prints it). A problem is
 one of these, each with what to do (docs/operations.md):
 
     missing-queue        the topology declares queues the broker does not have
-    no-consumer          a consumer's queue (or the notifier's) has ready messages
-                         and no consumer attached
+    no-consumer          a consumer's queue (or the notifier's, or the ledger's) has
+                         ready messages and no consumer attached
     dead-letters-stored  the dead-letter store holds more than ``max_stored``
     store-growing        events reached the store during the broker's last
                          sampling window (its publish rate is above 0)
@@ -90,6 +90,12 @@ class StatusReport:
     store_oldest_age_s: float | None
     problems: tuple[Problem, ...] = field(default_factory=tuple)
     taken_at: float = field(default_factory=time.time)
+    # The event ledger's queue (None when PIPELINE_LEDGER=false) and its lag:
+    # seconds from a record's sending to its commit, in the last batch
+    # (``pipeline.ledger.lag``; None when the ledger database cannot be read).
+    ledger: QueueState | None = None
+    ledger_lag_s: float | None = None
+    ledger_note: str | None = None
 
     @property
     def is_ok(self) -> bool:
@@ -147,11 +153,12 @@ def build_report(
     )
     store = state(naming.DEAD_LETTER_STORE)
     oldest = None if store.head_timestamp is None else max(0.0, now - store.head_timestamp)
+    declared = {q.name for q in topology.queues}
     report = StatusReport(
         vhost, consumers, state(naming.ADMIN_NOTIFIER_QUEUE),
         state(naming.ADMIN_NOTIFIER_PARKED), store, oldest, taken_at=now,
+        ledger=state(naming.LEDGER_QUEUE) if naming.LEDGER_QUEUE in declared else None,
     )
-    declared = {q.name for q in topology.queues}
     problems = _problems(report, declared, max_stored)
     return replace(report, problems=problems)
 
@@ -166,8 +173,9 @@ def _problems(report: StatusReport, declared: set[str], max_stored: int) -> tupl
         shown = ", ".join(missing[:3]) + more
         found.append(Problem("missing-queue", ",".join(missing),
                              f"{shown} do not exist: run `pipeline topology apply`"))
+    ledger = [(naming.LEDGER, report.ledger)] if report.ledger is not None else []
     for name, queue in [(c.name, c.queue) for c in report.consumers] + [
-        (naming.ADMIN_NOTIFIER, report.notifier)
+        (naming.ADMIN_NOTIFIER, report.notifier), *ledger
     ]:
         if queue.exists and queue.ready > 0 and queue.consumers == 0:
             found.append(Problem(

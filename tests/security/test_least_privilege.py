@@ -20,7 +20,7 @@ from topology import apply_topology, naming
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
-ROLES = ("publisher", "billing", "shipping", "audit", "admin-notifier", "operator")
+ROLES = ("publisher", "billing", "shipping", "audit", "admin-notifier", "ledger", "operator")
 
 
 @pytest.fixture
