@@ -72,4 +72,6 @@ CONTROL = "control"
 CONTROL_LOG = f"{PREFIX}.control.log"
 
 # Names a consumer may not take: their queues belong to the pipeline itself.
-RESERVED_NAMES = frozenset({"events", "dead-letter", LEDGER, CONTROL})
+# ("ledger" and "control" stay allowed: the ledger's and the control plane's
+# queues have a second word, so ``pipeline.ledger`` cannot collide with them.)
+RESERVED_NAMES = frozenset({"events", "dead-letter"})
