@@ -81,6 +81,7 @@ class BatchWriter:
         if self._pending and self._outage_since is None:
             with contextlib.suppress(LedgerUnavailableError):
                 await self._commit(self._take())
+        self._store.engine.dispose()  # close pooled connections now, not at garbage collection
 
     async def _run(self) -> None:
         while True:
