@@ -21,6 +21,7 @@ from bench import (
     consume,
     failure_path,
     latency,
+    ledger,
     memory,
     publish,
     report,
@@ -44,6 +45,7 @@ CASES: dict[str, Case] = {
     "latency": latency.run,
     "memory": memory.run,
     "testing": testing.run,
+    "ledger": ledger.run,
     "consume-traced": consume.run_traced,
 }
 

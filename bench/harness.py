@@ -20,6 +20,7 @@ from pipeline.connection import connect
 from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.consume.middleware import CallNext, ConsumeMiddleware
 from pipeline.consume.plan import plan_for
+from pipeline.consume.protocols import WorkerService
 from pipeline.consume.worker import Worker
 from pipeline.publish.outbound import ExchangeCache
 from pipeline.publish.publisher import build_message
@@ -138,11 +139,16 @@ async def our_worker(
     and waits for a signal, which a benchmark does not need.
     """
     connection = await connect(settings, "bench.ours")
+    started: list[WorkerService] = []
     try:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         plan = plan_for(consumer, settings)
-        # As pipeline.consume.process._run builds it (metrics hook on confirms included).
+        # As pipeline.consume.process._run builds it (metrics hook on confirms included;
+        # the control log and the ledger recorder running beside the worker).
         policy = plan.failure(ExchangeCache(channel, plan.metrics.observe_confirm), settings)
+        for service in plan.services:
+            await service.start(connection)
+            started.append(service)
         worker = Worker(
             channel, plan.consumer, queue or plan.queue, plan.processor, policy,
             (*middlewares, *plan.middlewares),
@@ -151,6 +157,8 @@ async def our_worker(
         await worker.stop_consuming()
         await worker.drain(10)
     finally:
+        for service in reversed(started):
+            await service.stop()
         await connection.close()
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from aio_pika.abc import AbstractRobustConnection
 
 from pipeline.errors import LedgerUnavailableError
-from pipeline.ledger.facts import Fact
+from pipeline.ledger.facts import Fact, fact_time
 from pipeline.ledger.metrics import LedgerMetrics
 from pipeline.ledger.store import LedgerStore
 from topology import naming
@@ -43,7 +43,7 @@ class BatchWriter:
     ) -> None:
         self._store = store
         self._expected = expected
-        self._metrics = metrics
+        self.metrics = metrics
         self._batch = batch
         self._flush_s = flush_s
         self._pending: list[tuple[Sequence[Fact], datetime, asyncio.Future[None]]] = []
@@ -54,7 +54,7 @@ class BatchWriter:
         self._outage_since: float | None = None
 
     async def submit(self, facts: Sequence[Fact], sent_at: datetime) -> None:
-        """Wait until ``facts`` are committed (``sent_at``: when they left their sender)."""
+        """Wait until ``facts`` are committed (``sent_at``: when their message was sent)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((facts, sent_at, future))
         self._count += len(facts)
@@ -122,7 +122,9 @@ class BatchWriter:
     ) -> None:
         facts = [fact for group, _, _ in taken for fact in group]
         now = datetime.now(UTC)
-        lags = [max((now - sent_at).total_seconds(), 0.0) for _, sent_at, _ in taken]
+        # The lag of a fact: from when it happened (published, handled, dead-
+        # lettered) to this commit, so a worker's flush interval counts too.
+        lags = [max((now - fact_time(fact)).total_seconds(), 0.0) for fact in facts]
         lag = max(lags, default=0.0)
         started = time.perf_counter()
         if not self._created:
@@ -130,7 +132,7 @@ class BatchWriter:
             self._created = True
         await asyncio.to_thread(self._store.write, facts, self._expected, now,
                                 (naming.LEDGER, lag))
-        self._metrics.observe_batch(len(facts), lags, time.perf_counter() - started)
+        self.metrics.observe_batch(len(facts), lags, time.perf_counter() - started)
         for _, _, future in taken:
             if not future.done():
                 future.set_result(None)

@@ -14,7 +14,8 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-FAMILIES = {"publish", "consume", "failure path", "rung accuracy", "latency", "memory", "testing"}
+FAMILIES = {"publish", "consume", "failure path", "rung accuracy", "latency", "memory", "testing",
+            "ledger"}
 
 
 def test_quick_benchmark_prints_its_table_and_writes_every_ratio_to_json(broker, vhost, tmp_path):
@@ -49,3 +50,7 @@ def test_quick_benchmark_prints_its_table_and_writes_every_ratio_to_json(broker,
     traced = [r for r in results if "tracing on" in r["case"]]
     assert traced
     assert all("2.0 spans exported per message" in r["note"] for r in traced)
+    ledger = {r["case"]: r for r in results if r["family"] == "ledger"}
+    assert ledger["consume, prefetch 100, ledger on / off"]["ratio"]["median"] > 0
+    assert ledger["ledger lag p99 under the demo's load"]["ours"]["median"] > 0
+    assert any(case.startswith("events show, ledger of") for case in ledger)
