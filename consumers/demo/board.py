@@ -20,6 +20,8 @@ from rich.text import Text
 from consumers.demo.probe import QueueDepth
 from consumers.demo.producer import ProducerCounts
 from consumers.demo.scenario import Kind
+from pipeline.ledger.model import EventStatus
+from pipeline.ledger.timeline import STATE_STYLES
 from topology import RetryLadder, naming
 
 QueueStats = Mapping[str, Mapping[str, Any]]
@@ -66,6 +68,8 @@ class BoardState:
     handled_before: Mapping[str, int]
     # At the end: what each worker counted itself (exact; the management API lags).
     counted: Mapping[str, int] | None = None
+    # The latest events as the ledger sees them (docs/ledger.md), newest first.
+    events: Sequence[EventStatus] = ()
 
 
 def handled(stats: QueueStats | None, queue: str) -> int | None:
@@ -78,8 +82,32 @@ def handled(stats: QueueStats | None, queue: str) -> int | None:
 
 
 def render(layout: BoardLayout, state: BoardState) -> RenderableType:
-    """The whole board: the queue table and the producer's counts."""
-    return Group(_table(layout, state), _footer(state))
+    """The whole board: the queue table, the latest events' states and the producer's counts."""
+    if not state.events:
+        return Group(_table(layout, state), _footer(state))
+    return Group(_table(layout, state), _events(state.events), _footer(state))
+
+
+def _events(events: Sequence[EventStatus]) -> Table:
+    names = sorted({name for event in events for name in event.consumers})
+    table = Table(title="a few events, as the ledger sees them (`pipeline events show ID`)",
+                  title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    for header in ("event", "type", "state", *names):
+        table.add_column(header, no_wrap=True)
+    for event in events:
+        cells = []
+        for name in names:
+            consumer = event.consumers.get(name)
+            if consumer is None:
+                cells.append(Text("-", style="dim"))
+                continue
+            label = consumer.state.value + (f" {consumer.rung}" if consumer.rung else "")
+            cells.append(Text(label, style=STATE_STYLES[consumer.state]))
+        short_type = ".".join((event.type or "?").split(".")[-2:])  # orders.order.placed
+        table.add_row(event.id[:8], short_type,
+                      Text(event.state.value, style=STATE_STYLES[event.state]), *cells)
+    return table
 
 
 def _cell(value: int | None, warn: bool = False) -> Text:

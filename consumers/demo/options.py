@@ -33,10 +33,18 @@ class DemoOptions:
                                      f"{self.duration_s:g}")
 
 
-def demo_settings(settings: PipelineSettings, options: DemoOptions) -> PipelineSettings:
-    """The settings the demo and its workers use (``--fast-ladder`` swaps the ladder)."""
-    if not options.fast_ladder:
-        return settings
+def demo_settings(
+    settings: PipelineSettings, options: DemoOptions, run_dir: Path | None = None
+) -> PipelineSettings:
+    """The settings the demo and its workers use.
+
+    ``--fast-ladder`` swaps the ladder; the ledger goes to ``run_dir`` unless
+    PIPELINE_LEDGER_URL names another one.
+    """
     values: dict[str, Any] = {name: getattr(settings, name) for name in type(settings).model_fields}
-    values["retry_delays"] = FAST_LADDER
+    if options.fast_ladder:
+        values["retry_delays"] = FAST_LADDER
+    default_ledger = type(settings).model_fields["ledger_url"].default
+    if run_dir is not None and settings.ledger_url == default_ledger:
+        values["ledger_url"] = f"sqlite:///{run_dir.resolve() / 'ledger.db'}"
     return PipelineSettings(**values)

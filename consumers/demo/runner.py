@@ -37,6 +37,7 @@ from consumers.demo.board import (
     render,
 )
 from consumers.demo.inprocess import TaskSupervisor, plans_in_process
+from consumers.demo.ledger_view import DemoLedger
 from consumers.demo.options import DemoOptions, demo_settings
 from consumers.demo.probe import QueueProbe
 from consumers.demo.producer import DemoProducer, OrderModels
@@ -77,8 +78,10 @@ def extra_worker_env(run_dir: Path) -> dict[str, str]:
     return {"PIPELINE_TRACE_FILE": str(spans_file(run_dir))}
 
 
-def after_run(run_dir: Path, console: Console) -> None:
-    """Print one retried event's trace as a tree, from the spans the run collected."""
+def after_run(run_dir: Path, console: Console, ledger: DemoLedger | None = None) -> None:
+    """Print one retried event's trace as a tree and its ledger timeline."""
+    if ledger is not None:
+        ledger.show_retried(console)
     path = spans_file(run_dir)
     if not path.exists():
         return
@@ -109,6 +112,7 @@ def worker_env(settings: PipelineSettings, run_dir: Path) -> dict[str, str]:
         # The notifier holds grouped dead letters unacked for a whole window;
         # a short one keeps the demo live and its stop quick.
         "PIPELINE_NOTIFIER_GROUP_WINDOW_S": str(DEMO_NOTIFIER_WINDOW_S),
+        "PIPELINE_LEDGER_URL": settings.ledger_url,
     })
     env.update(extra_worker_env(run_dir))
     return env
@@ -121,10 +125,11 @@ async def run_demo(settings: PipelineSettings, options: DemoOptions, console: Co
     ``BrokerUnreachableError`` when the broker or its management API does
     not answer, and ``TopologyMismatchError`` when the broker's objects differ.
     """
-    settings = demo_settings(settings, options)
     app = load_app(settings.app)
     models = OrderModels.from_app(app)
     run_dir = _run_dir(options.run_dir)
+    settings = demo_settings(settings, options, run_dir)
+    ledger = DemoLedger(settings.ledger_url) if settings.ledger else None
     # The demo's own publish spans go to the same file as its workers' spans.
     telemetry = configure_tracing(settings, component="demo", trace_file=spans_file(run_dir))
     # Connect before logging goes to the file: retry warnings belong on screen.
@@ -141,14 +146,16 @@ async def run_demo(settings: PipelineSettings, options: DemoOptions, console: Co
             )
             async with open_management(settings) as api:
                 await api.overview()  # a clear error now if the management API is off
-                links = Links(api, QueueProbe(connection), producer)
+                links = Links(api, QueueProbe(connection), producer, ledger)
                 code = await DemoRun(settings, app, options, console, run_dir, links).run()
     finally:
         with contextlib.suppress(Exception):
             await connection.close()
         if telemetry is not None:
             telemetry.shutdown()
-    after_run(run_dir, console)
+    after_run(run_dir, console, ledger)
+    if ledger is not None:
+        ledger.close()
     return code
 
 
@@ -159,6 +166,7 @@ class Links:
     api: ManagementApi
     probe: QueueProbe
     producer: DemoProducer
+    ledger: DemoLedger | None = None
 
 
 class DemoRun:
@@ -176,6 +184,7 @@ class DemoRun:
         self.settings, self.options, self.console = settings, options, console
         self.run_dir = run_dir
         self.api, self.probe, self.producer = links.api, links.probe, links.producer
+        self.ledger = links.ledger
         rows = [
             WorkerRow(name, plan_worker(app, name, settings).queue, name in app.consumers)
             for name in [*sorted(app.consumers), *sorted(app.workers)]
@@ -187,8 +196,9 @@ class DemoRun:
             plans = plans_in_process(app, settings, DEMO_NOTIFIER_WINDOW_S)
             self.supervisor = TaskSupervisor(settings, topology, plans, run_dir / "demo.log")
         else:
+            # The ledger stops last: it records the others' final outcomes.
             self.supervisor = Supervisor([r.name for r in rows], run_dir,
-                                         worker_env(settings, run_dir))
+                                         worker_env(settings, run_dir), last=[naming.LEDGER])
         self.stop = StopSignal()
         self.store_before = 0
         self.handled_before: dict[str, int] = {}
@@ -285,6 +295,7 @@ class DemoRun:
             elapsed_s=self._elapsed_s(),
             store_before=self.store_before,
             handled_before=self.handled_before,
+            events=await self.ledger.latest() if self.ledger is not None else (),
         )
 
     async def _take_baseline(self) -> None:

@@ -74,9 +74,12 @@ class WorkerProcess:
 class Supervisor:
     """Runs one process per worker name; ``stop`` waits for each to drain and exit."""
 
-    def __init__(self, names: Sequence[str], run_dir: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, names: Sequence[str], run_dir: Path, env: Mapping[str, str],
+                 last: Sequence[str] = ()) -> None:
         self.workers = [WorkerProcess(name, run_dir / f"{name}.log") for name in names]
         self._env = dict(env)
+        # Stopped only once the others exited: the ledger records their last outcomes.
+        self._last = frozenset(last)
 
     def start(self) -> None:
         """Start every worker; raise ``OSError`` if the interpreter cannot be started."""
@@ -108,8 +111,15 @@ class Supervisor:
         deliveries returned to their queue. Past the deadline, SIGKILL.
         Returns each worker's exit code.
         """
-        self._signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
+        first = [w for w in self.workers if w.name not in self._last]
+        self._signal(signal.SIGTERM, among=first)
+        while True:  # the others first: the ledger then records their last outcomes
+            if not any(w.is_running for w in first) or time.monotonic() > deadline \
+                    or is_hurried():
+                break
+            await asyncio.sleep(0.1)
+        self._signal(signal.SIGTERM, among=[w for w in self.workers if w.name in self._last])
         hurried = False
         while any(w.is_running for w in self.workers):
             if not hurried and is_hurried():
@@ -124,8 +134,9 @@ class Supervisor:
             await asyncio.sleep(0.1)
         return {w.name: self._reap(w) for w in self.workers if w.process is not None}
 
-    def _signal(self, sig: signal.Signals, only_draining: bool = False) -> None:
-        for worker in self.workers:
+    def _signal(self, sig: signal.Signals, only_draining: bool = False,
+                among: Sequence[WorkerProcess] | None = None) -> None:
+        for worker in self.workers if among is None else among:
             if worker.process is None or not worker.is_running:
                 continue
             if only_draining and worker.counters() is not None:

@@ -125,6 +125,19 @@ class LedgerQuery:
             raise unavailable(self.engine, exc) from None
         return [_event(r, dict(sorted(states[r["id"]].items()))) for r in rows]
 
+    def retried_example(self) -> str | None:
+        """The id of a completed event that was retried on the way (for the demo), if any."""
+        a, e = s.attempts, s.events
+        query = (select(a.c.event_id).join(e, e.c.id == a.c.event_id)
+                 .where(a.c.outcome == "retried", e.c.state == State.COMPLETED.value)
+                 .order_by(e.c.updated_at.desc()).limit(1))
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(query).first()
+        except (DBAPIError, SQLAlchemyError) as exc:
+            raise unavailable(self.engine, exc) from None
+        return None if row is None else str(row[0])
+
     def counts(self) -> dict[State, int]:
         """How many events are in each overall state."""
         query = select(s.events.c.state, func.count()).group_by(s.events.c.state)

@@ -124,7 +124,8 @@ def ledger_plan(settings: PipelineSettings, subscriptions: Iterable[Subscription
         prefetch=2 * settings.ledger_batch,
         processor=LedgerIngest(writer),
         failure=LedgerParking,
-        middlewares=standard_middlewares(metrics),
+        # Metrics only: no span per delivery, the ledger is not part of an event's work.
+        middlewares=standard_middlewares(metrics)[:1],
         metrics=metrics,
         services=(writer, Pruner(query, settings.ledger_retention_age)),
     )

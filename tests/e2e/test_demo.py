@@ -17,7 +17,7 @@ from topology import naming
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-WORKERS = ("audit", "billing", "shipping", "admin-notifier")
+WORKERS = ("audit", "billing", "shipping", "admin-notifier", "ledger")
 # A summary row: worker, exit code, acked, retried, dead-lettered, parked, requeued.
 SUMMARY_ROW = re.compile(
     r"^(?P<name>[a-z-]+)\s+(?P<exit>-?\d+)\s+(?P<acked>\d+)\s+(?P<retried>\d+)\s+"
@@ -95,6 +95,9 @@ async def test_demo_shows_events_flowing_fills_the_store_and_leaves_nothing_runn
     assert "One retried event's trace" in result.stdout
     assert re.search(r"retry pipeline\.\w+\.retry\.1s", result.stdout), result.stdout
     assert "waited 1." in result.stdout
+    # and that event's timeline from the ledger, as `pipeline events show` prints it
+    assert "`pipeline events show " in result.stdout
+    assert re.search(r"billing: completed\s+#1 .* retried after", result.stdout), result.stdout
 
     # and every worker process has gone
     assert processes_using(vhost) == []
