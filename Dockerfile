@@ -30,6 +30,9 @@ FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 pipeline \
     && useradd --system --uid 10001 --gid pipeline --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin pipeline
+# The ledger's SQLite file lives here (a volume in docker-compose.yml); a named
+# volume takes this directory's owner, so the non-root user can write it.
+RUN mkdir -p /var/lib/pipeline && chown pipeline:pipeline /var/lib/pipeline
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -28,7 +28,7 @@ from tests.support.waiting import eventually
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
-WORKERS = ("billing", "shipping", "audit", "admin-notifier")
+WORKERS = ("billing", "shipping", "audit", "admin-notifier", "ledger")
 
 
 def _rehost(url: str, endpoint: str, path: str | None = None) -> str:
@@ -62,6 +62,8 @@ class Services:
                 value = _rehost(value, self._broker.management_url)
             elif key == "OTEL_EXPORTER_OTLP_ENDPOINT":
                 value = _rehost(value, self._otlp)
+            elif key == "PIPELINE_LEDGER_URL":  # the container's volume: a file of the test's
+                value = f"sqlite:///{self._logs / 'ledger.db'}"
             elif key == "PIPELINE_HEALTH_HOST":
                 value = "127.0.0.1"
             elif key == "PIPELINE_HEALTH_PORT":
