@@ -74,7 +74,7 @@ def _dead_letter_consumer(headers: dict[str, Any]) -> str:
 def dead_lettered(message: AbstractIncomingMessage, now: datetime) -> DeadLettered:
     """A dead letter, attributed to the consumer whose queue it left."""
     headers = message.headers or {}
-    key, kind = event_key(message.body, message.message_id)
+    key, kind = event_key(message.body, message.message_id, None, headers)
     return DeadLettered(
         event_id=key, id_kind=kind, consumer=_dead_letter_consumer(headers),
         type=message.type, replay=h.read_int(headers, h.REPLAY_COUNT),

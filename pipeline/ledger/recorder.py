@@ -29,7 +29,7 @@ from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.consume.failure import Retry
 from pipeline.consume.protocols import CallNext
 from pipeline.errors import PublishError, UnroutableError
-from pipeline.ledger.identity import CLOUDEVENT, event_key
+from pipeline.ledger.identity import CLOUDEVENT, event_key, tag_generated
 from pipeline.ledger.intake import trace_id_of
 from pipeline.ledger.record import CONTENT_TYPE, Row, encode_batch
 from pipeline.publish.outbound import PERSISTENT, ExchangeCache, send_confirmed
@@ -72,6 +72,9 @@ class LedgerRecorder:
         self.dropped = 0
 
     async def __call__(self, delivery: Delivery, call_next: CallNext) -> Outcome:
+        message = delivery.message
+        if message.message_id is None:  # rare: a producer that set no id at all
+            tag_generated(message.headers, message.body)  # its copies keep the same key
         started = time.time()
         token = id(delivery)
         self._running[token] = (delivery, started, False)
@@ -92,7 +95,7 @@ class LedgerRecorder:
         if envelope is not None:
             key, kind = envelope.id, CLOUDEVENT
         else:
-            key, kind = event_key(message.body, message.message_id)
+            key, kind = event_key(message.body, message.message_id, None, headers)
         rung = due = error = None
         if outcome is Outcome.RETRIED and isinstance(delivery.decision, Retry):
             rung = delivery.decision.rung.label

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
+import aio_pika
+import httpx
 import pytest
+from prometheus_client import generate_latest
 
 from pipeline import App, Consumer, Ledger, Publisher, State, TransientError
 from pipeline.ledger.worker import ledger_plan
 from tests.support.events import ThingHappened
-from tests.support.runtime import running
+from tests.support.runtime import drain, running
 from tests.support.waiting import eventually
+from topology import naming
 
 pytestmark = pytest.mark.integration
 
@@ -122,3 +129,75 @@ async def test_an_event_no_worker_picked_up_yet_is_pending_for_each_bound_consum
     assert {name: c.state for name, c in status.consumers.items()} == {
         "audit": State.PENDING, "billing": State.PENDING,
     }
+
+
+async def publish_raw(settings, body: bytes, routing_key: str, **properties) -> None:
+    """As a producer that is not ours: plain aio-pika, no pipeline code."""
+    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await channel.get_exchange("pipeline.events")
+        await exchange.publish(aio_pika.Message(body, **properties), routing_key)
+
+
+async def test_a_foreign_cloudevent_without_a_message_id_is_recorded_under_its_id(
+        ledger_settings):
+    app, billing, audit = two_consumers(fail_first=set())
+    body = json.dumps({"specversion": "1.0", "id": "go-service-42", "source": "go",
+                       "type": "things.thing.happened", "data": {"n": 5}}).encode()
+    async with pipeline_with_ledger(ledger_settings, app, billing, audit) as ledger:
+        await publish_raw(ledger_settings, body, "things.thing.happened")
+        status = await until_state(ledger, "go-service-42", State.COMPLETED,
+                                   attempts={"billing": 1, "audit": 1})
+    assert status.id_kind == "cloudevent"
+    assert status.source == "go"
+
+
+async def test_a_message_without_any_id_is_recorded_under_a_generated_one_with_its_dead_letter(
+        ledger_settings):
+    app, billing, audit = two_consumers(fail_first=set())
+    body = b"not json at all"
+    async with pipeline_with_ledger(ledger_settings, app, billing, audit) as ledger:
+        # The management API publishes with no message id at all (aio-pika/aiormq
+        # would give the message a random one).
+        vhost = quote(ledger_settings.vhost, safe="")
+        management = ledger_settings.management_url.get_secret_value()
+        async with httpx.AsyncClient(base_url=management) as http:
+            answer = await http.post(f"api/exchanges/{vhost}/pipeline.events/publish", json={
+                "properties": {"delivery_mode": 2}, "routing_key": "things.thing.happened",
+                "payload": body.decode(), "payload_encoding": "string"})
+        assert answer.json() == {"routed": True}
+        key = "generated-" + hashlib.sha256(body).hexdigest()[:32]
+        status = await until_state(ledger, key, State.FAILED,
+                                   attempts={"billing": 1, "audit": 1})
+    assert status.id_kind == "generated"
+    dead = status.consumers["billing"].dead_letter
+    assert dead is not None
+    assert dead.reason == "invalid-message"
+    # The dead-letter entries carry the key: `pipeline dead-letters show` lists it.
+    stored = await drain(ledger_settings, naming.DEAD_LETTER_STORE, expect=2)
+    assert {m.headers.get("pipeline-ledger-id") for m in stored} == {key}
+
+
+async def test_the_ledger_exports_its_lag_records_and_states_as_metrics(ledger_settings):
+    app, billing, audit = two_consumers(fail_first=set())
+    plan = ledger_plan(ledger_settings, [c.subscription for c in app.consumers.values()])
+    async with running(ledger_settings, app, plan), running(ledger_settings, app, billing), \
+            running(ledger_settings, app, audit):
+        ledger = Ledger.open(ledger_settings)
+        async with await Publisher.connect(ledger_settings) as publisher:
+            event_id = await publisher.publish(ThingHappened(n=9))
+        await until_state(ledger, event_id, State.COMPLETED, attempts={"billing": 1, "audit": 1})
+        ledger.close()
+        text = generate_latest(plan.metrics.registry).decode()
+    assert metric(text, "pipeline_ledger_records_written_total") >= 3  # published + 2 records
+    assert metric(text, "pipeline_ledger_lag_seconds_count") >= 3
+    assert metric(text, 'pipeline_ledger_events{state="completed"}') == 1
+
+
+def metric(text: str, sample: str) -> float:
+    """The value of ``sample`` (a name, with its labels if it has any) in an exposition."""
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{sample} not in:\n{text}")
