@@ -137,7 +137,7 @@ async def run_demo(settings: PipelineSettings, options: DemoOptions, console: Co
     try:
         with _logging_to(run_dir / "demo.log"):
             await declare_topology(
-                connection, app.topology(settings.ladder, settings.delivery_limit)
+                connection, app.topology(settings.ladder, settings.delivery_limit, settings.ledger)
             )
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             producer = DemoProducer(

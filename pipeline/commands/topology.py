@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def load_topology(settings: PipelineSettings) -> Topology:
-    return load_app(settings.app).topology(settings.ladder, settings.delivery_limit)
+    app = load_app(settings.app)
+    return app.topology(settings.ladder, settings.delivery_limit, settings.ledger)
 
 
 def run_apply(args: argparse.Namespace, settings: PipelineSettings) -> int:

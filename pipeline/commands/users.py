@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def roles(settings: PipelineSettings, prefix: str) -> list[Role]:
     app = load_app(settings.app)
     workers = {name: plan_worker(app, name, settings).queue for name in app.worker_names}
-    return roles_for(app.topology(settings.ladder, settings.delivery_limit), workers, prefix)
+    topology = app.topology(settings.ladder, settings.delivery_limit, settings.ledger)
+    return roles_for(topology, workers, prefix)
 
 
 def run_show(args: argparse.Namespace, settings: PipelineSettings) -> int:

@@ -40,7 +40,8 @@ def run_named(settings: PipelineSettings, name: str, app: App | None = None) -> 
     try:
         app = app or load_app(settings.app)
         plan = plan_worker(app, name, settings)
-        topology = app.topology(settings.ladder, settings.delivery_limit).subset(plan.consumer)
+        topology = app.topology(settings.ladder, settings.delivery_limit, settings.ledger)
+        topology = topology.subset(plan.consumer)
     except PipelineError as exc:
         log.error("configuration error: %s", exc)
         return exit_code_for(exc)
