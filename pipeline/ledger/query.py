@@ -6,11 +6,12 @@ Every read is an index lookup: ``status`` by primary key (three queries),
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from pipeline.ledger import schema as s
@@ -62,13 +63,25 @@ def _event(r: RowMapping, consumers: dict[str, ConsumerStatus]) -> EventStatus:
 class LedgerQuery:
     """Reads for the CLI and the Python API. Each raises ``LedgerUnavailableError``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, must_exist: bool = True) -> None:
         self.engine = engine
+        # Readers (the CLI, the API, status) must not create an empty SQLite file.
+        self._must_exist = must_exist
+
+    def _connect(self) -> Connection:
+        if self._must_exist:
+            s.require_existing(self.engine)
+        return self.engine.connect()
+
+    def _begin(self) -> AbstractContextManager[Connection]:
+        if self._must_exist:
+            s.require_existing(self.engine)
+        return self.engine.begin()
 
     def status(self, event_id: str) -> EventStatus | None:
         """The event's full status with every attempt, or None if the ledger has no such id."""
         try:
-            with self.engine.connect() as conn:
+            with self._connect() as conn:
                 row = conn.execute(select(s.events).where(s.events.c.id == event_id)).first()
                 if row is None:
                     return None
@@ -110,7 +123,7 @@ class LedgerQuery:
         if where.since is not None:
             query = query.where(e.c.first_seen_at >= where.since)
         try:
-            with self.engine.connect() as conn:
+            with self._connect() as conn:
                 rows = list(conn.execute(query).mappings())
                 ids = [r["id"] for r in rows]
                 states: dict[str, dict[str, ConsumerStatus]] = {i: {} for i in ids}
@@ -132,7 +145,7 @@ class LedgerQuery:
                  .where(a.c.outcome == "retried", e.c.state == State.COMPLETED.value)
                  .order_by(e.c.updated_at.desc()).limit(1))
         try:
-            with self.engine.connect() as conn:
+            with self._connect() as conn:
                 row = conn.execute(query).first()
         except (DBAPIError, SQLAlchemyError) as exc:
             raise unavailable(self.engine, exc) from None
@@ -142,7 +155,7 @@ class LedgerQuery:
         """How many events are in each overall state."""
         query = select(s.events.c.state, func.count()).group_by(s.events.c.state)
         try:
-            with self.engine.connect() as conn:
+            with self._connect() as conn:
                 found = {State(state): int(n) for state, n in conn.execute(query).all()}
         except (DBAPIError, SQLAlchemyError) as exc:
             raise unavailable(self.engine, exc) from None
@@ -151,7 +164,7 @@ class LedgerQuery:
     def progress(self, name: str) -> Progress | None:
         """The ledger's last commit, or None before its first one."""
         try:
-            with self.engine.connect() as conn:
+            with self._connect() as conn:
                 row = conn.execute(select(s.progress).where(s.progress.c.name == name)).first()
         except (DBAPIError, SQLAlchemyError) as exc:
             raise unavailable(self.engine, exc) from None
@@ -173,7 +186,7 @@ class LedgerQuery:
         old = (select(s.events.c.id)
                .where(s.events.c.state.in_(states), s.events.c.updated_at < before))
         try:
-            with self.engine.begin() as conn:
+            with self._begin() as conn:
                 ids = [r[0] for r in conn.execute(old).all()]
                 for start in range(0, len(ids), 500):
                     chunk = ids[start:start + 500]

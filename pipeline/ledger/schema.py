@@ -9,6 +9,7 @@ per delivery) and ``ledger_progress`` (the ledger's lag and counters).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -28,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
-from pipeline.errors import ConfigurationError
+from pipeline.errors import ConfigurationError, LedgerUnavailableError
 
 metadata = MetaData()
 _ID = 255
@@ -131,6 +132,22 @@ def engine_for(url: str, busy_timeout_s: float = 5.0) -> Engine:
     raise ConfigurationError(
         f"PIPELINE_LEDGER_URL uses {backend!r}; the ledger supports sqlite and postgresql"
     )
+
+
+def require_existing(engine: Engine) -> None:
+    """Raise ``LedgerUnavailableError`` for an SQLite file that does not exist.
+
+    Readers call this first: connecting would create an empty file where the
+    ledger is not, and the answer would be "no such event" instead of the truth.
+    """
+    if engine.url.get_backend_name() != "sqlite":
+        return
+    database = engine.url.database or ""
+    if database and database != ":memory:" and not Path(database).exists():
+        raise LedgerUnavailableError(
+            f"there is no ledger database at {Path(database).resolve()}: start the ledger "
+            "(`python -m consumers ledger`) or point PIPELINE_LEDGER_URL at its database"
+        )
 
 
 def aware(value: datetime | None) -> datetime | None:

@@ -113,7 +113,7 @@ def ledger_plan(settings: PipelineSettings, subscriptions: Iterable[Subscription
     """
     engine = engine_for(settings.ledger_url)
     metrics = PipelineMetrics()
-    query = LedgerQuery(engine)
+    query = LedgerQuery(engine, must_exist=False)  # the writer creates it
     ledger_metrics = LedgerMetrics(metrics.registry, query.counts)
     writer = BatchWriter(LedgerStore(engine), ExpectedConsumers(subscriptions), ledger_metrics,
                          batch=settings.ledger_batch, flush_s=settings.ledger_flush_ms / 1000)

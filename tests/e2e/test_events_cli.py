@@ -137,3 +137,14 @@ async def test_show_of_an_unknown_id_says_the_ledger_may_not_have_caught_up(ledg
     assert result.returncode == ExitCode.PROBLEM
     assert "no event 'no-such-event' in the ledger" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_without_a_ledger_database_show_says_where_it_looked_and_creates_nothing(
+        settings, tmp_path):
+    missing = tmp_path / "nowhere" / "ledger.db"
+    result = await pipeline(settings.model_copy(update={"ledger_url": f"sqlite:///{missing}"}),
+                            "events", "show", "some-id")
+    assert result.returncode == ExitCode.UNREACHABLE
+    assert f"there is no ledger database at {missing}" in result.stderr
+    assert "python -m consumers ledger" in result.stderr
+    assert not missing.exists()
