@@ -30,7 +30,6 @@ from pipeline.consume.failure import Retry
 from pipeline.consume.protocols import CallNext
 from pipeline.errors import PublishError, UnroutableError
 from pipeline.ledger.identity import CLOUDEVENT, event_key, tag_generated
-from pipeline.ledger.intake import trace_id_of
 from pipeline.ledger.record import CONTENT_TYPE, Row, encode_batch
 from pipeline.publish.outbound import PERSISTENT, ExchangeCache, send_confirmed
 from pipeline.settings import PipelineSettings
@@ -39,6 +38,10 @@ from topology import naming
 log = logging.getLogger(__name__)
 
 MAX_BUFFERED = 100_000  # rows kept while the broker refuses them; beyond, the oldest go
+_ACKED = Outcome.ACKED
+_DELIVERIES = "x-delivery-count"  # set by quorum queues on a redelivery
+# Outcome.value is an enum descriptor lookup, per delivery; this is a dict hit.
+_OUTCOME_VALUES: dict[Outcome | None, str | None] = {o: o.value for o in Outcome}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,24 +92,31 @@ class LedgerRecorder:
 
     def _row(self, delivery: Delivery, started: float, ended: float | None,
              outcome: Outcome | None) -> Row:
+        # Runs once per delivery: plain dict lookups, no parsing on the usual path.
+        # The trace id is left out: the ledger takes it from the published copy.
         message = delivery.message
-        headers = message.headers or {}
+        headers = message.headers
         envelope = delivery.envelope
         if envelope is not None:
-            key, kind = envelope.id, CLOUDEVENT
+            key, kind, event_type = envelope.id, CLOUDEVENT, envelope.type
         else:
             key, kind = event_key(message.body, message.message_id, None, headers)
+            event_type = delivery.event_type
         rung = due = error = None
-        if outcome is Outcome.RETRIED and isinstance(delivery.decision, Retry):
-            rung = delivery.decision.rung.label
-            due = ended + delivery.decision.rung.delay.total_seconds() if ended else None
-        if delivery.error is not None and outcome is not None:
-            error = f"{type(delivery.error).__qualname__}: {delivery.error}"[:500]
+        if outcome is not None and outcome is not _ACKED:
+            if outcome is Outcome.RETRIED and isinstance(delivery.decision, Retry):
+                rung = delivery.decision.rung.label
+                due = ended + delivery.decision.rung.delay.total_seconds() if ended else None
+            if delivery.error is not None:
+                error = f"{type(delivery.error).__qualname__}: {delivery.error}"[:500]
+        get = headers.get
+        replay, retry, redelivered = get(h.REPLAY_COUNT), get(h.RETRY_COUNT), get(_DELIVERIES)
         return [
-            key, kind, delivery.event_type, h.read_int(headers, h.REPLAY_COUNT),
-            h.read_int(headers, h.RETRY_COUNT), h.read_int(headers, "x-delivery-count"),
-            started, ended, outcome.value if outcome is not None else None, rung, due, error,
-            trace_id_of(headers),
+            key, kind, event_type,
+            0 if replay is None else h.read_int(headers, h.REPLAY_COUNT),
+            0 if retry is None else h.read_int(headers, h.RETRY_COUNT),
+            0 if redelivered is None else h.read_int(headers, _DELIVERIES),
+            started, ended, _OUTCOME_VALUES.get(outcome), rung, due, error, None,
         ]
 
     async def start(self, connection: AbstractRobustConnection) -> None:
