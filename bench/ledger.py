@@ -98,14 +98,17 @@ async def ledger_process(bench: Bench, settings: PipelineSettings) -> AsyncItera
                 "PIPELINE_APP": "bench.ledger_app:app", "PIPELINE_LOG_LEVEL": "WARNING",
                 "PIPELINE_MANAGEMENT_URL": bench.target.management_url,
                 "OTEL_SDK_DISABLED": "true"})
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "consumers", "ledger", env=env, cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    log_path = Path(settings.ledger_url.removeprefix("sqlite:///")).with_suffix(".log")
+    with log_path.open("wb") as log_file:  # a file, not a pipe: a full pipe would stall it
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "consumers", "ledger", env=env, cwd=ROOT,
+            stdout=log_file, stderr=asyncio.subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while await _consumers_of(bench, naming.LEDGER_QUEUE) < 1:
             if process.returncode is not None or time.monotonic() > deadline:
-                raise RuntimeError("the ledger process did not start consuming")
+                raise RuntimeError("the ledger process did not start consuming: "
+                                   + log_path.read_text(errors="replace")[-2000:])
             await asyncio.sleep(0.1)
         yield
     finally:
