@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from bench import ledger_fixture
+from bench import ledger_fixture, ledger_micro
 from bench.harness import (
     Bench,
     Stopwatch,
@@ -224,7 +224,8 @@ async def run(bench: Bench) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="bench-ledger-") as tmp:
         directory = Path(tmp)
         results = [await consume_on_off(bench, directory), await publish_on_off(bench),
-                   await lag_under_demo_load(bench, directory)]
+                   await lag_under_demo_load(bench, directory),
+                   await ledger_micro.recorder_cost(bench.scale.reps, 50_000)]
         size = 1_000_000 if bench.scale.reps > 3 else 10_000
         results.append(await asyncio.to_thread(ledger_fixture.show_latency, directory, size))
     return results

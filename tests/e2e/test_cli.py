@@ -113,7 +113,7 @@ def test_python_m_consumers_without_a_name_lists_the_consumers():
         env={k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")},
     )
     assert result.returncode == 2
-    assert "admin-notifier, audit, billing, shipping" in result.stderr
+    assert "admin-notifier, audit, billing, ledger, shipping" in result.stderr
 
 
 def test_a_worker_started_without_an_app_says_what_to_set():
