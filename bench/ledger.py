@@ -225,7 +225,8 @@ async def run(bench: Bench) -> list[Result]:
         directory = Path(tmp)
         results = [await consume_on_off(bench, directory), await publish_on_off(bench),
                    await lag_under_demo_load(bench, directory),
-                   await ledger_micro.recorder_cost(bench.scale.reps, 50_000)]
+                   await ledger_micro.recorder_cost(
+                       bench.scale.reps, 50_000 if bench.scale.reps > 3 else 5_000)]
         size = 1_000_000 if bench.scale.reps > 3 else 10_000
         results.append(await asyncio.to_thread(ledger_fixture.show_latency, directory, size))
     return results
