@@ -5,6 +5,7 @@ from __future__ import annotations
 from aio_pika.abc import AbstractConnection
 
 from pipeline.errors import TopologyMismatchError
+from pipeline.memory.transport import MemoryConnection
 from topology import Topology, apply_topology
 from topology import TopologyMismatchError as _DeclareMismatch
 
@@ -15,7 +16,25 @@ async def declare_topology(connection: AbstractConnection, topology: Topology) -
     Raises ``pipeline.errors.TopologyMismatchError`` (exit code 4) naming each
     object that exists with other arguments; nothing is deleted.
     """
+    if isinstance(connection, MemoryConnection):
+        topology = without_streams(topology)
     try:
         await apply_topology(connection, topology)
     except _DeclareMismatch as exc:
         raise TopologyMismatchError(exc.mismatches) from None
+
+
+def without_streams(topology: Topology) -> Topology:
+    """``topology`` minus its stream queues: memory:// has none (docs/memory.md).
+
+    The only stream is the control log (docs/ledger.md); on memory:// the
+    workers run without it, so `pipeline events cancel` is not available there.
+    """
+    streams = {q.name for q in topology.queues if q.queue_type == "stream"}
+    if not streams:
+        return topology
+    return Topology(
+        topology.exchanges,
+        tuple(q for q in topology.queues if q.name not in streams),
+        tuple(b for b in topology.bindings if b.queue not in streams),
+    )

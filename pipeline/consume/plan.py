@@ -83,8 +83,17 @@ def plan_for(consumer: Consumer, settings: PipelineSettings) -> WorkerPlan:
         failure=LadderPolicy,
         middlewares=(outermost, *recorder, guard, *inner),
         metrics=metrics,
-        services=(ControlLog([guard], consumer.name, settings.confirm_timeout_s), *recorder),
+        services=(*_control_log(guard, consumer.name, settings), *recorder),
     )
+
+
+def _control_log(
+    guard: CancelGuard, consumer: str, settings: PipelineSettings
+) -> tuple[ControlLog, ...]:
+    # memory:// has no stream queues, so no control log: cancel needs RabbitMQ.
+    if settings.is_memory:
+        return ()
+    return (ControlLog([guard], consumer, settings.confirm_timeout_s),)
 
 
 def plan_worker(app: App, name: str, settings: PipelineSettings) -> WorkerPlan:

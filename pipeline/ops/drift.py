@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from pipeline.declare import without_streams
 from pipeline.errors import BrokerUnreachableError, TopologyDriftError
 from pipeline.ops.management import open_management
 from pipeline.settings import PipelineSettings
@@ -154,6 +155,8 @@ async def find_drift(settings: PipelineSettings, topology: Topology) -> list[Dri
 
     Raises ``BrokerUnreachableError`` when the management API does not answer.
     """
+    if settings.is_memory:  # it has no streams: the control log is not declared there
+        topology = without_streams(topology)
     async with open_management(settings) as api:
         vhost = quote(api.vhost, safe="")
         queues = {q["name"]: q for q in await api.queues()}
