@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from pydantic import ValidationError
 
-from pipeline.commands import consume, demo, events, publish, topology
+from pipeline.commands import asyncapi, consume, demo, events, publish, topology
 from pipeline.commands import dead_letters as dead_letters_command
 from pipeline.commands import status as status_command
 from pipeline.commands import users as users_command
@@ -32,7 +32,8 @@ DISTRIBUTION = "rabbit-pipeline"
 # A memory:// broker lives inside one process: only these commands make sense
 # with it (the demo runs everything in its own process; the others need no broker).
 IN_ONE_PROCESS = {("demo", None), ("topology", "show"), ("topology", "export"),
-                  ("users", "show")}
+                  ("users", "show"), ("asyncapi", None),
+                  ("events", "schema")}
 
 
 def _version() -> str:
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in (topology, publish, consume, demo, dead_letters_command, status_command,
-                   users_command, events):
+                   users_command, events, asyncapi):
         module.register(subparsers)
     return parser
 

@@ -1,4 +1,7 @@
-"""``pipeline events show|list|cancel|retry|prune``: the event status ledger (docs/ledger.md)."""
+"""``pipeline events show|list|cancel|retry|prune``: the event status ledger (docs/ledger.md).
+
+``pipeline events schema TYPE`` (``event_schema.py``) needs no ledger.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from pipeline import store
+from pipeline.commands import event_schema
 from pipeline.commands.output import console, fail, print_json, print_table
 from pipeline.control.commands import CancelEvent
 from pipeline.control.log import send_command
@@ -22,8 +26,10 @@ from pipeline.settings import PipelineSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("events", help="where is event X: show, list, cancel, retry")
+    parser = subparsers.add_parser(
+        "events", help="where is event X: show, list, cancel, retry; schema of a type")
     actions = parser.add_subparsers(dest="action", required=True)
+    event_schema.add_schema_action(actions)
     show = actions.add_parser("show", help="one event's timeline per consumer")
     show.add_argument("id", help="the event id (its CloudEvents id)")
     show.add_argument("--json", action="store_true", help="machine-readable output")
