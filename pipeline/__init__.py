@@ -3,6 +3,7 @@ ladder, a dead-letter store and OpenTelemetry traces across every hop."""
 
 from pipeline.app import App
 from pipeline.consume.consumer import Consumer
+from pipeline.consume.context import Context
 from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.consume.protocols import ConsumeMiddleware
 from pipeline.envelope import CloudEvent
@@ -38,6 +39,7 @@ __all__ = [
     "ConfirmTimeoutError",
     "ConsumeMiddleware",
     "Consumer",
+    "Context",
     "Delivery",
     "Event",
     "EventStatus",

@@ -4,22 +4,27 @@ An App holds the event consumers (``Consumer``), any other workers by name
 (``workers``: a factory of their ``WorkerPlan``, like the admin notifier) and
 every event model producers use. ``PIPELINE_APP`` names it as
 ``package.module:attribute``.
+
+Optionally: middlewares around every worker's deliveries, and what a worker
+process starts and stops for its handlers (``lifespan``, or ``on_startup`` /
+``on_shutdown`` with a ``state``; ``pipeline.consume.runtime``).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pipeline.consume.consumer import Consumer
+from pipeline.consume.runtime import AppRuntime, Hook, LifespanFactory
 from pipeline.errors import ConfigurationError
 from pipeline.events import Event
 from topology import RetryLadder, Topology, build_topology
 from topology.ledger import control_topology, ledger_topology
 
 if TYPE_CHECKING:
-    from pipeline.consume.protocols import PlanFactory
+    from pipeline.consume.protocols import ConsumeMiddleware, PlanFactory
 
 
 class App:
@@ -30,7 +35,24 @@ class App:
         consumers: Iterable[Consumer],
         events: Iterable[type[Event]] = (),
         workers: Mapping[str, PlanFactory] | None = None,
+        *,
+        middlewares: Sequence[ConsumeMiddleware] = (),
+        lifespan: LifespanFactory | None = None,
+        on_startup: Sequence[Hook] = (),
+        on_shutdown: Sequence[Hook] = (),
+        state: Any = None,
     ) -> None:
+        """Register ``consumers`` (and ``events`` only producers know).
+
+        ``middlewares`` wrap every worker's deliveries, outside each
+        consumer's own. ``lifespan`` is ``lambda app: <async context
+        manager>`` whose yield is the state handlers see (``Context.state``);
+        or ``on_startup``/``on_shutdown`` hooks called with ``state``. Raises
+        ``ConfigurationError`` for a consumer registered twice or both kinds
+        of hooks.
+        """
+        self.middlewares = tuple(middlewares)
+        self.runtime = AppRuntime(lifespan, on_startup, on_shutdown, state)
         # Workers that are not event consumers (the admin notifier), by name.
         self.workers: dict[str, PlanFactory] = dict(workers or {})
         self.consumers: dict[str, Consumer] = {}

@@ -9,7 +9,9 @@ use (binary mode, HTTP). See docs/events.md for the format.
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast
 
@@ -22,6 +24,12 @@ E = TypeVar("E", bound=Event)
 
 CONTENT_TYPE = "application/cloudevents+json"
 DATA_CONTENT_TYPE = "application/json"
+# Extension attributes the pipeline writes on events a handler publishes
+# (``Context.publish``): the first event of the chain, and the direct cause.
+CORRELATION_ID = "correlationid"
+CAUSATION_ID = "causationid"
+# CloudEvents 1.0: extension names are lowercase ASCII letters and digits.
+_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 
 
 class CloudEvent(BaseModel):
@@ -41,8 +49,23 @@ class CloudEvent(BaseModel):
     data: Any = None
 
 
-def wrap(event: Event, source: str, subject: str | None = None) -> CloudEvent:
-    """Put a typed event in a fresh envelope with a new UUID and the current UTC time."""
+def wrap(
+    event: Event,
+    source: str,
+    subject: str | None = None,
+    extensions: Mapping[str, str] | None = None,
+) -> CloudEvent:
+    """Put a typed event in a fresh envelope with a new UUID and the current UTC time.
+
+    ``extensions`` are CloudEvents extension attributes (``correlationid``...);
+    raises ``ValueError`` for a name the spec does not allow (lowercase
+    letters and digits) or one that is a core attribute.
+    """
+    extra = dict(extensions or {})
+    for name in extra:
+        if not _EXTENSION_NAME.match(name) or name in CloudEvent.model_fields:
+            raise ValueError(f"{name!r} cannot be a CloudEvents extension attribute: use "
+                             "lowercase letters and digits, and not a core attribute's name")
     return CloudEvent(
         specversion="1.0",
         id=str(uuid.uuid4()),
@@ -52,6 +75,7 @@ def wrap(event: Event, source: str, subject: str | None = None) -> CloudEvent:
         datacontenttype=DATA_CONTENT_TYPE,
         subject=subject,
         data=event.model_dump(mode="json"),
+        **extra,
     )
 
 

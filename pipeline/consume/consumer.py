@@ -5,6 +5,9 @@
     @billing.handler
     async def charge(event: OrderPlaced) -> None: ...
 
+    @billing.handler                        # the message context, on request
+    async def refund(event: OrderCancelled, context: Context) -> None: ...
+
 Declaring does no I/O; ``pipeline.consume.worker`` runs it.
 """
 
@@ -16,13 +19,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pipeline.consume.injection import PLAIN, Injection, injection_for
 from pipeline.errors import ConfigurationError
 from pipeline.events import Event
 from topology import Subscription, naming
 
-E = TypeVar("E", bound=Event)
-Handler = Callable[[E], Awaitable[None]]
-AnyHandler = Callable[[Any], Awaitable[None]]
+if typing.TYPE_CHECKING:
+    from pipeline.consume.protocols import ConsumeMiddleware
+
+# The event first; other parameters are injected by annotation (injection.py).
+AnyHandler = Callable[..., Awaitable[None]]
+H = TypeVar("H", bound=AnyHandler)
 
 # AMQP topic patterns: words separated by dots, '*' one word, '#' zero or more.
 _PATTERN_WORD = typing.cast(Callable[[str], bool], lambda w: w in {"*", "#"} or (
@@ -37,6 +44,7 @@ class Route:
     event_type: str
     model: type[Event]
     handler: AnyHandler
+    injection: Injection = PLAIN
 
     @property
     def handler_name(self) -> str:
@@ -55,7 +63,14 @@ def _validate_pattern(pattern: str) -> str:
 class Consumer:
     """A named consumer: one durable queue, its bindings and its handlers."""
 
-    def __init__(self, name: str, patterns: Sequence[str], prefetch: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        patterns: Sequence[str],
+        prefetch: int | None = None,
+        *,
+        middlewares: Sequence[ConsumeMiddleware] = (),
+    ) -> None:
         try:
             self.name = naming.validate_consumer_name(name)
         except ValueError as exc:
@@ -66,6 +81,8 @@ class Consumer:
         if prefetch is not None and prefetch < 1:
             raise ConfigurationError(f"prefetch for {name!r} must be at least 1")
         self.prefetch = prefetch
+        # Wrap this consumer's deliveries only, inside the App's middlewares.
+        self.middlewares = tuple(middlewares)
         self._routes: dict[str, Route] = {}
 
     @property
@@ -83,16 +100,23 @@ class Consumer:
     def route_for(self, event_type: str) -> Route | None:
         return self._routes.get(event_type)
 
-    def handler(self, fn: Handler[E]) -> Handler[E]:
-        """Register ``fn`` for the event model named by its first parameter's annotation."""
-        if not inspect.iscoroutinefunction(fn):
+    def handler(self, fn: H) -> H:
+        """Register ``fn`` for the event model named by its first parameter's annotation.
+
+        Other parameters are filled by annotation (``context: Context``);
+        raises ``ConfigurationError`` for a parameter that cannot be filled.
+        """
+        # Checked through a plain callable: the TypeGuard would narrow ``fn``
+        # away from H, the exact type the decorator hands back.
+        function: Callable[..., Any] = fn
+        if not inspect.iscoroutinefunction(function):
             raise ConfigurationError(f"handler {fn.__qualname__} must be an `async def`")
         model = _event_model_of(fn)
         if model.event_type in self._routes:
             raise ConfigurationError(
                 f"consumer {self.name!r} already has a handler for {model.event_type!r}"
             )
-        self._routes[model.event_type] = Route(model.event_type, model, fn)
+        self._routes[model.event_type] = Route(model.event_type, model, fn, injection_for(fn))
         return fn
 
 

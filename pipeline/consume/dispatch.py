@@ -7,22 +7,39 @@ the failure policy. Validation happens once: bytes -> envelope -> model.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Any
 
 from pipeline import envelope, tracing
 from pipeline.consume.consumer import Consumer, Route
+from pipeline.consume.context import Context
 from pipeline.consume.delivery import Delivery
+from pipeline.consume.runtime import AppRuntime
 from pipeline.errors import UnknownEventTypeError
 from pipeline.events import Event
+from topology import RetryLadder
 
 
 class EventDispatcher:
-    """Decodes CloudEvents for one consumer and runs the matching handler."""
+    """Decodes CloudEvents for one consumer and runs the matching handler.
 
-    def __init__(self, consumer: Consumer, traced: bool = True) -> None:
+    ``runtime`` (the App's) gives handlers that ask for a ``Context`` its
+    state and publisher; ``ladder`` (the consumer's) names the rung a retry
+    came back from.
+    """
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        traced: bool = True,
+        runtime: AppRuntime | None = None,
+        ladder: RetryLadder | None = None,
+    ) -> None:
         self._consumer = consumer
         # False when no SDK records spans (``tracing.is_enabled``): the
         # handler span would be a no-op, so it is not opened at all.
         self._traced = traced
+        self._runtime = runtime
+        self._ladder = ladder
         # Route.handler_name is computed on each access; a route never changes.
         self._handler_names: dict[str, str] = {}
 
@@ -44,17 +61,33 @@ class EventDispatcher:
                 f"{cloud_event.type!r} (it handles: {known}); check its binding patterns"
             )
         event = envelope.read_data(cloud_event, route.model)
+        injection = route.injection
+        if injection.is_plain:
+            if not self._traced:
+                return route.handler(event)
+            return self._traced_handler(route, event, {})
+        kwargs: dict[str, Any] = {}
+        if injection.context is not None:
+            kwargs[injection.context] = Context(
+                delivery, cloud_event, self._runtime, self._rung_of(delivery))
         if not self._traced:
-            return route.handler(event)
-        return self._traced_handler(route, event)
+            return route.handler(event, **kwargs)
+        return self._traced_handler(route, event, kwargs)
 
-    async def _traced_handler(self, route: Route, event: Event) -> None:
+    def _rung_of(self, delivery: Delivery) -> str | None:
+        retries = delivery.retry_count
+        if not retries or not self._ladder:
+            return None
+        # A policy with more attempts than rungs repeats the last rung.
+        return self._ladder[min(retries, len(self._ladder)) - 1].label
+
+    async def _traced_handler(self, route: Route, event: Event, kwargs: dict[str, Any]) -> None:
         handler_name = self._handler_names.get(route.event_type)
         if handler_name is None:
             handler_name = self._handler_names[route.event_type] = route.handler_name
         with tracing.handler_span(route.event_type, handler_name) as span:
             try:
-                await route.handler(event)
+                await route.handler(event, **kwargs)
             except Exception as exc:
                 tracing.mark_error(span, exc)
                 raise

@@ -8,7 +8,7 @@ not event consumers (the admin notifier). ``plan_worker`` finds either by name.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pipeline import tracing
 from pipeline.app import App
@@ -50,6 +50,8 @@ class WorkerPlan:
     # Started before consuming, stopped after draining (the ledger recorder
     # flushes its last records there; the control log catches up first).
     services: Sequence[WorkerService] = field(default_factory=tuple)
+    # The App whose runtime (startup hooks, state) the worker runs inside.
+    app: App | None = None
 
 
 def standard_middlewares(
@@ -62,11 +64,13 @@ def standard_middlewares(
     return middlewares
 
 
-def plan_for(consumer: Consumer, settings: PipelineSettings) -> WorkerPlan:
+def plan_for(consumer: Consumer, settings: PipelineSettings, app: App | None = None) -> WorkerPlan:
     """The plan for an event consumer: CloudEvents dispatch + the retry ladder.
 
-    Spans are opened per delivery only if a recording tracer provider is
-    installed now (``tracing.is_enabled``): install it before building plans.
+    With ``app``, handlers get its runtime (``Context.state``, follow-up
+    publishing) and its middlewares wrap the consumer's own. Spans are opened
+    per delivery only if a recording tracer provider is installed now
+    (``tracing.is_enabled``): install it before building plans.
     """
     metrics = PipelineMetrics()
     outermost, *inner = standard_middlewares(metrics, list(consumer.routes))
@@ -75,15 +79,20 @@ def plan_for(consumer: Consumer, settings: PipelineSettings) -> WorkerPlan:
     # services of their own (docs/ledger.md).
     guard = CancelGuard(consumer.name)
     recorder = (LedgerRecorder(consumer.name, settings),) if settings.ledger else ()
+    runtime = app.runtime if app is not None else None
+    dispatcher = EventDispatcher(consumer, traced=tracing.is_enabled(), runtime=runtime,
+                                 ladder=settings.ladder)
+    users = (*(app.middlewares if app is not None else ()), *consumer.middlewares)
     return WorkerPlan(
         consumer=consumer.name,
         queue=consumer.queue,
         prefetch=consumer.prefetch or settings.prefetch,
-        processor=EventDispatcher(consumer, traced=tracing.is_enabled()),
+        processor=dispatcher,
         failure=LadderPolicy,
-        middlewares=(outermost, *recorder, guard, *inner),
+        middlewares=(outermost, *recorder, guard, *inner, *users),
         metrics=metrics,
         services=(*_control_log(guard, consumer.name, settings), *recorder),
+        app=app,
     )
 
 
@@ -99,8 +108,10 @@ def _control_log(
 def plan_worker(app: App, name: str, settings: PipelineSettings) -> WorkerPlan:
     """The plan of the worker called ``name``: an event consumer or one of ``app.workers``.
 
+    The App's middlewares wrap every worker's deliveries, inside ours.
     Raises ``ConfigurationError`` listing the known names.
     """
     if name in app.workers:
-        return app.workers[name](settings)
-    return plan_for(app.consumer(name), settings)
+        plan = app.workers[name](settings)
+        return replace(plan, middlewares=(*plan.middlewares, *app.middlewares), app=app)
+    return plan_for(app.consumer(name), settings, app)

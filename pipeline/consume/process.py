@@ -86,13 +86,36 @@ async def run_worker(
         stop.install()
     probe = Readiness()
     try:
-        async with serving_health(settings, probe, plan.metrics, topology.queues):
+        async with serving_health(settings, probe, plan.metrics, topology.queues), \
+                contextlib.AsyncExitStack() as app_scope:
+            if not await _start_app(app_scope, plan, settings):
+                return ExitCode.ERROR
             return await _run(settings, plan, topology, stop, probe)
     except PipelineError as exc:
         # Configuration, an unreachable broker, a topology that differs: one
         # line saying what to fix, and the documented exit code.
         log.error("refusing to start %s: %s", plan.consumer, exc)
         return exit_code_for(exc)
+
+
+async def _start_app(
+    scope: contextlib.AsyncExitStack, plan: WorkerPlan, settings: PipelineSettings
+) -> bool:
+    """Enter the App's runtime (its startup hooks run once per process); False if they failed.
+
+    A ``PipelineError`` from a hook propagates (its documented exit code).
+    """
+    if plan.app is None:
+        return True
+    try:
+        await scope.enter_async_context(plan.app.runtime.running(plan.app, settings))
+    except PipelineError:
+        raise
+    except Exception:
+        log.exception("refusing to start %s: the App's startup (lifespan or on_startup) "
+                      "failed", plan.consumer)
+        return False
+    return True
 
 
 async def _run(

@@ -19,11 +19,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pipeline import headers as h
-from pipeline.app import App
 from pipeline.contract.schema import (
     component_schemas,
     envelope_schema,
@@ -34,6 +33,9 @@ from pipeline.events import Event
 from pipeline.settings import PipelineSettings
 from topology import QueueSpec, Topology, naming
 from topology.ladder import label_of
+
+if TYPE_CHECKING:
+    from pipeline.app import App
 
 ASYNCAPI_VERSION = "3.0.0"
 AMQP_BINDING = "0.3.0"

@@ -14,14 +14,10 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from pipeline import headers as h
-from pipeline.envelope import CONTENT_TYPE, DATA_CONTENT_TYPE
+from pipeline.envelope import CAUSATION_ID, CONTENT_TYPE, CORRELATION_ID, DATA_CONTENT_TYPE
 from pipeline.events import Event
 
 JsonSchema = dict[str, Any]
-
-# CloudEvents extension attributes the pipeline itself writes (docs/events.md).
-CORRELATION_ID = "correlationid"
-CAUSATION_ID = "causationid"
 
 
 def event_schema(model: type[Event]) -> JsonSchema:

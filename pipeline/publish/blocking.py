@@ -45,11 +45,12 @@ class BlockingPublisher:
         routing_key: str | None = None,
         subject: str | None = None,
         headers: Mapping[str, Any] | None = None,
+        extensions: Mapping[str, str] | None = None,
     ) -> str:
         """Publish and block until confirmed; return the event id (see ``Publisher.publish``)."""
         return self._call(
             self._publisher.publish(event, routing_key=routing_key, subject=subject,
-                                    headers=headers)
+                                    headers=headers, extensions=extensions)
         )
 
     def publish_many(self, events: Iterable[Event | tuple[Event, str]]) -> list[str]:

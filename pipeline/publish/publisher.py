@@ -115,15 +115,18 @@ class Publisher:
         routing_key: str | None = None,
         subject: str | None = None,
         headers: Mapping[str, Any] | None = None,
+        extensions: Mapping[str, str] | None = None,
     ) -> str:
         """Publish one event; return its CloudEvents id once the broker confirmed it.
 
+        ``extensions`` are CloudEvents extension attributes for the envelope.
         Raises ``UnroutableError`` when no consumer queue is bound for the
         routing key, ``MessageTooLargeError`` before sending an oversized
-        event, and another ``PublishError`` when it was not confirmed.
+        event, another ``PublishError`` when it was not confirmed, and
+        ``ValueError`` for an extension name CloudEvents does not allow.
         """
         key = validate_event_type(routing_key) if routing_key else event.event_type
-        cloud_event = envelope.wrap(event, self._settings.service_name, subject)
+        cloud_event = envelope.wrap(event, self._settings.service_name, subject, extensions)
         body = envelope.encode(cloud_event)
         await self.publish_raw(cloud_event, body, key, headers)
         return cloud_event.id

@@ -56,7 +56,7 @@ async def running(
     settings: PipelineSettings, app: App, target: Consumer | WorkerPlan
 ) -> AsyncIterator[RunningWorker]:
     """Run one worker of ``app`` until the block ends; wait until it consumes."""
-    plan = plan_for(target, settings) if isinstance(target, Consumer) else target
+    plan = plan_for(target, settings, app) if isinstance(target, Consumer) else target
     topology = app.topology(settings.ladder, settings.delivery_limit)
     stop = StopSignal()
     task = asyncio.create_task(run_worker(settings, plan, topology, stop))
