@@ -1,4 +1,7 @@
-"""``python -m consumers NAME``: run one worker of this repository's app (as a container does).
+"""``python -m consumers NAME [NAME...] | --all``: run workers of this repository's app.
+
+One name runs one worker, as a container does; several names (or ``--all``)
+run them side by side in this process (``pipeline.consume.group``).
 
 Without ``PIPELINE_APP`` it runs ``consumers.registry:app`` (the orders demo);
 a deployment of your own sets ``PIPELINE_APP`` to its App.
@@ -11,6 +14,7 @@ import sys
 from pydantic import ValidationError
 
 from pipeline.app import load_app
+from pipeline.consume.group import run_group
 from pipeline.consume.process import run_named
 from pipeline.errors import ConfigurationError
 from pipeline.exits import ExitCode
@@ -31,16 +35,21 @@ def main(argv: list[str]) -> int:
     if settings.app is None:
         settings = settings.model_copy(update={"app": REPOSITORY_APP})
     configure_logging(settings.log_level)
-    if len(argv) != 1:
+    everything = argv == ["--all"]
+    if not argv or (not everything and any(name.startswith("-") for name in argv)):
         try:
             names = ", ".join(load_app(settings.app).worker_names)
         except ConfigurationError as exc:
             names = f"(cannot load the app: {exc})"
-        print(f"usage: python -m consumers NAME   (one of: {names})", file=sys.stderr)
+        print(f"usage: python -m consumers NAME [NAME...] | --all   (names: {names})",
+              file=sys.stderr)
         return ExitCode.CONFIG
-    telemetry = configure_tracing(settings, component=argv[0])
+    component = "all" if everything else "+".join(argv)
+    telemetry = configure_tracing(settings, component=component)
     try:
-        return run_named(settings, argv[0])
+        if len(argv) == 1 and not everything:
+            return run_named(settings, argv[0])
+        return run_group(settings, [] if everything else argv)
     finally:
         if telemetry is not None:
             telemetry.shutdown()  # export the last spans before the process ends

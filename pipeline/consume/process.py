@@ -86,8 +86,26 @@ async def run_worker(
         stop.install()
     probe = Readiness()
     try:
-        async with serving_health(settings, probe, plan.metrics, topology.queues), \
-                contextlib.AsyncExitStack() as app_scope:
+        async with serving_health(settings, probe, plan.metrics, topology.queues):
+            return await serve_worker(settings, plan, topology, stop, probe)
+    except PipelineError as exc:  # the health port cannot be served
+        log.error("refusing to start %s: %s", plan.consumer, exc)
+        return exit_code_for(exc)
+
+
+async def serve_worker(
+    settings: PipelineSettings,
+    plan: WorkerPlan,
+    topology: Topology,
+    stop: StopSignal,
+    probe: Readiness,
+) -> ExitCode:
+    """Run ``plan`` inside its App's runtime until ``stop``, in a process already serving health.
+
+    ``run_worker`` (one worker) and ``run_group`` (several in one process) both use it.
+    """
+    try:
+        async with contextlib.AsyncExitStack() as app_scope:
             if not await _start_app(app_scope, plan, settings):
                 return ExitCode.ERROR
             return await _run(settings, plan, topology, stop, probe)

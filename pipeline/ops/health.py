@@ -26,7 +26,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.errors import ConfigurationError
-from pipeline.ops.metrics import PipelineMetrics
+from pipeline.ops.protocols import MetricsSource
 from pipeline.ops.queue_depth import QueueDepths
 from pipeline.settings import PipelineSettings
 from topology import QueueSpec
@@ -75,7 +75,7 @@ class HealthServer:
     """Serves /healthz, /readyz and /metrics for one process."""
 
     def __init__(
-        self, probe: Readiness, metrics: PipelineMetrics, depths: QueueDepths | None = None
+        self, probe: Readiness, metrics: MetricsSource, depths: QueueDepths | None = None
     ) -> None:
         self.probe = probe
         self.metrics = metrics
@@ -157,7 +157,7 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str]:
 async def serving_health(
     settings: PipelineSettings,
     probe: Readiness,
-    metrics: PipelineMetrics,
+    metrics: MetricsSource,
     queues: Sequence[QueueSpec] = (),
 ) -> AsyncIterator[HealthServer | None]:
     """Serve health and metrics on ``PIPELINE_HEALTH_PORT`` until the block ends.

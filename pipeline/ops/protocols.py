@@ -4,12 +4,17 @@
                     management API: RabbitMQ's HTTP API (``ManagementClient``) or,
                     for ``memory://``, the in-process broker's answers
                     (``pipeline.memory.management.MemoryManagement``)
+    MetricsSource   what ``/metrics`` serves: one worker's ``PipelineMetrics`` or a
+                    process's merged ``GroupMetrics``
 """
 
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 class ManagementApi(Protocol):
@@ -42,3 +47,10 @@ class ManagementApi(Protocol):
     async def policies(self) -> list[dict[str, Any]]: ...
 
     async def overview(self) -> dict[str, Any]: ...
+
+
+class MetricsSource(Protocol):
+    """Holds the registry ``/metrics`` exposes (queue depths are added to it while serving)."""
+
+    @property
+    def registry(self) -> CollectorRegistry: ...
