@@ -6,6 +6,7 @@ from pipeline.consume.consumer import Consumer
 from pipeline.consume.context import Context
 from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.consume.protocols import ConsumeMiddleware
+from pipeline.consume.retry import RetryPolicy
 from pipeline.envelope import CloudEvent
 from pipeline.errors import (
     BatchPublishError,
@@ -53,6 +54,7 @@ __all__ = [
     "PublishError",
     "PublishRejectedError",
     "Publisher",
+    "RetryPolicy",
     "State",
     "TransientError",
     "UnknownEventTypeError",

@@ -22,10 +22,19 @@ from topology.model import ArgumentValue, BindingSpec, ExchangeSpec, QueueSpec, 
 
 @dataclass(frozen=True)
 class Subscription:
-    """A consumer's name and the routing-key patterns its queue is bound with."""
+    """A consumer's name, the routing-key patterns its queue is bound with, its retry rungs.
+
+    ``ladder`` is the consumer's own ladder (None: the deployment's) and
+    ``max_retries`` how many of its rungs it uses (None: all).
+    """
 
     consumer: str
     patterns: tuple[str, ...]
+    ladder: RetryLadder | None = None
+    max_retries: int | None = None
+
+    def rungs(self, default: RetryLadder) -> RetryLadder:
+        return (self.ladder or default).limited(self.max_retries)
 
 
 def _at_least_once(dead_letter_exchange: str) -> dict[str, ArgumentValue]:
@@ -101,7 +110,7 @@ def build_topology(
         seen.add(sub.consumer)
         queue = consumer_queue_spec(sub.consumer, delivery_limit)
         queues.append(queue)
-        queues.extend(retry_queue_specs(sub.consumer, ladder))
+        queues.extend(retry_queue_specs(sub.consumer, sub.rungs(ladder)))
         bindings.extend(
             BindingSpec(naming.EVENTS_EXCHANGE, queue.name, pattern) for pattern in sub.patterns
         )

@@ -76,6 +76,12 @@ class RetryLadder:
     def of(cls, delays: Sequence[timedelta]) -> RetryLadder:
         return cls(tuple(RetryRung(delay) for delay in delays))
 
+    def limited(self, max_retries: int | None) -> RetryLadder:
+        """The first ``max_retries`` rungs (all of them for None): a policy's shorter ladder."""
+        if max_retries is None or max_retries >= len(self.rungs):
+            return self
+        return RetryLadder(self.rungs[:max(max_retries, 0)])
+
     def __len__(self) -> int:
         return len(self.rungs)
 

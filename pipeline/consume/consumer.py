@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pipeline.consume.injection import PLAIN, Injection, injection_for
+from pipeline.consume.retry import DEFAULT_POLICY, RetryPolicy
 from pipeline.errors import ConfigurationError
 from pipeline.events import Event
 from topology import Subscription, naming
@@ -69,6 +70,7 @@ class Consumer:
         patterns: Sequence[str],
         prefetch: int | None = None,
         *,
+        retry: RetryPolicy | None = None,
         middlewares: Sequence[ConsumeMiddleware] = (),
     ) -> None:
         try:
@@ -81,6 +83,8 @@ class Consumer:
         if prefetch is not None and prefetch < 1:
             raise ConfigurationError(f"prefetch for {name!r} must be at least 1")
         self.prefetch = prefetch
+        # Its own ladder, never-retried exceptions, attempts (failure.py applies them).
+        self.retry = retry or DEFAULT_POLICY
         # Wrap this consumer's deliveries only, inside the App's middlewares.
         self.middlewares = tuple(middlewares)
         self._routes: dict[str, Route] = {}
@@ -91,7 +95,9 @@ class Consumer:
 
     @property
     def subscription(self) -> Subscription:
-        return Subscription(self.name, self.patterns)
+        """What the topology declares for it: bindings, and its rungs if it has its own."""
+        return Subscription(self.name, self.patterns, self.retry.own_ladder,
+                            self.retry.max_retries)
 
     @property
     def routes(self) -> dict[str, Route]:

@@ -8,7 +8,7 @@ docs/retries.md.
 
     TransientError, any other Exception    -> next rung, or dead-letter
                                               (retries-exhausted) after the last
-    PermanentError                         -> dead-letter (permanent-error)
+    PermanentError, a consumer's ``throws``  -> dead-letter (permanent-error)
     InvalidMessageError                    -> dead-letter (invalid-message)
     UnknownEventTypeError                  -> dead-letter (unknown-event-type)
 """
@@ -23,6 +23,7 @@ from typing import Any
 
 from pipeline import headers as h
 from pipeline.consume.delivery import Delivery, Outcome
+from pipeline.consume.retry import DEFAULT_POLICY, RetryPolicy
 from pipeline.errors import (
     InvalidMessageError,
     PermanentError,
@@ -54,17 +55,27 @@ class DeadLetter:
 Decision = Retry | DeadLetter
 
 
-def decide(error: BaseException, retry_count: int, ladder: RetryLadder) -> Decision:
-    """Pure decision: where a delivery that failed with ``error`` goes next."""
+def decide(
+    error: BaseException,
+    retry_count: int,
+    ladder: RetryLadder,
+    policy: RetryPolicy = DEFAULT_POLICY,
+) -> Decision:
+    """Pure decision: where a delivery that failed with ``error`` goes next.
+
+    ``ladder`` is the consumer's (``policy.ladder_for``); ``policy`` adds the
+    exceptions it never retries and its attempt limit, past the ladder's
+    end repeating the last rung.
+    """
     if isinstance(error, InvalidMessageError):
         return DeadLetter(h.DeadLetterReason.INVALID_MESSAGE)
     if isinstance(error, UnknownEventTypeError):
         return DeadLetter(h.DeadLetterReason.UNKNOWN_EVENT_TYPE)
-    if isinstance(error, PermanentError):
+    if isinstance(error, (PermanentError, *policy.throws)):
         return DeadLetter(h.DeadLetterReason.PERMANENT_ERROR)
-    if retry_count >= len(ladder):
+    if not ladder or retry_count >= policy.retries_for(ladder):
         return DeadLetter(h.DeadLetterReason.RETRIES_EXHAUSTED)
-    return Retry(ladder[retry_count], retry_count + 1)
+    return Retry(ladder[min(retry_count, len(ladder) - 1)], retry_count + 1)
 
 
 def describe_error(error: BaseException, limit_bytes: int) -> str:
@@ -95,13 +106,21 @@ def failure_headers(
 class LadderPolicy:
     """Retry through the consumer's rungs, then dead-letter to ``pipeline.dead-letter``."""
 
-    def __init__(self, exchanges: ExchangeCache, settings: PipelineSettings) -> None:
+    def __init__(
+        self,
+        exchanges: ExchangeCache,
+        settings: PipelineSettings,
+        *,
+        retry: RetryPolicy = DEFAULT_POLICY,
+    ) -> None:
         self._exchanges = exchanges
         self._settings = settings
-        self._ladder = settings.ladder
+        self._policy = retry  # the consumer's own rules, if it has any
+        self._ladder = retry.ladder_for(settings.ladder)
+        self._retries = retry.retries_for(self._ladder)
 
     async def handle(self, delivery: Delivery, error: BaseException) -> Outcome:
-        decision = decide(error, delivery.retry_count, self._ladder)
+        decision = decide(error, delivery.retry_count, self._ladder, self._policy)
         delivery.decision = decision
         headers = failure_headers(delivery, error, self._settings)
         if isinstance(decision, Retry):
@@ -123,7 +142,7 @@ class LadderPolicy:
         log.warning(
             "%s event %s failed in %s (%s); retry %d/%d in %s via %s",
             delivery.event_type, delivery.message_id, delivery.consumer,
-            headers[h.LAST_ERROR], decision.attempt, len(self._ladder),
+            headers[h.LAST_ERROR], decision.attempt, self._retries,
             decision.rung.label, target,
         )
         return Outcome.RETRIED

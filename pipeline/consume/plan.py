@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from pipeline import tracing
 from pipeline.app import App
@@ -81,14 +82,14 @@ def plan_for(consumer: Consumer, settings: PipelineSettings, app: App | None = N
     recorder = (LedgerRecorder(consumer.name, settings),) if settings.ledger else ()
     runtime = app.runtime if app is not None else None
     dispatcher = EventDispatcher(consumer, traced=tracing.is_enabled(), runtime=runtime,
-                                 ladder=settings.ladder)
+                                 ladder=consumer.retry.ladder_for(settings.ladder))
     users = (*(app.middlewares if app is not None else ()), *consumer.middlewares)
     return WorkerPlan(
         consumer=consumer.name,
         queue=consumer.queue,
         prefetch=consumer.prefetch or settings.prefetch,
         processor=dispatcher,
-        failure=LadderPolicy,
+        failure=partial(LadderPolicy, retry=consumer.retry),
         middlewares=(outermost, *recorder, guard, *inner, *users),
         metrics=metrics,
         services=(*_control_log(guard, consumer.name, settings), *recorder),

@@ -237,8 +237,9 @@ class TestPipeline:
 
     def where(self, event_id: str, consumer: str) -> Whereabouts:
         """Where ``event_id`` is for ``consumer`` now (see ``Whereabouts``)."""
-        self.app.consumer(consumer)  # a typo raises, naming the known consumers
-        return locate(self._live_broker, self._vhost, self.settings.ladder,
+        # A typo raises, naming the known consumers; the rungs are the consumer's own.
+        ladder = self.app.consumer(consumer).retry.ladder_for(self.settings.ladder)
+        return locate(self._live_broker, self._vhost, ladder,
                       self._recorder.attempts, event_id, consumer)
 
     @property

@@ -1,7 +1,8 @@
 """``PIPELINE_APP=tests.apps.contract:app``: events with nested models, enums and optionals.
 
 What the AsyncAPI document must carry through: shared nested definitions,
-an event only producers know (no consumer), and a consumer with two handlers.
+an event only producers know (no consumer), and a consumer with two handlers
+and a retry ladder of its own.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from pipeline import App, Consumer, Event
+from pipeline import App, Consumer, Event, RetryPolicy
 
 
 class Currency(enum.StrEnum):
@@ -49,7 +50,7 @@ class LedgerClosed(Event):
     month: str
 
 
-books = Consumer("books", ["billing.#"])
+books = Consumer("books", ["billing.#"], retry=RetryPolicy(delays="10s,1m"))
 
 
 @books.handler

@@ -77,6 +77,9 @@ def test_nested_models_and_producer_only_events_survive_in_yaml(tmp_path):
     assert schemas["InvoiceIssued"]["properties"]["total"] == {
         "$ref": "#/components/schemas/Money"}
     assert "publish.accounting.ledger.closed" in document["operations"]
+    # The consumer's own ladder, not the deployment's, is what its rungs show.
+    rungs = sorted(name for name in document["channels"] if ".retry." in name)
+    assert rungs == ["pipeline.books.retry.10s", "pipeline.books.retry.1m"]
     books = document["operations"]["books.receive"]["messages"]
     assert [m["$ref"].rsplit("/", 1)[1] for m in books] == [
         "billing.invoice.issued", "billing.invoice.paid"]
