@@ -27,6 +27,17 @@ async def test_the_first_test_passes_as_written():
     assert module.attempts["1042"] == 3
 
 
+async def test_the_context_and_policy_examples_pass_as_written():
+    module = ModuleType("testing_doc_context")
+    exec(compile(example("context-test"), f"{DOC}:context-test", "exec", dont_inherit=True),
+         module.__dict__)
+
+    await module.test_a_bank_timeout_is_retried_on_billings_own_ladder_then_receipted()
+    await module.test_three_timeouts_use_up_billings_three_attempts()
+
+    assert module.receipted == ["1042"]
+
+
 MYSERVICE = '''
 from typing import ClassVar
 from pipeline import App, Consumer, Event
