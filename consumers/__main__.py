@@ -1,7 +1,8 @@
 """``python -m consumers NAME [NAME...] | --all``: run workers of this repository's app.
 
 One name runs one worker, as a container does; several names (or ``--all``)
-run them side by side in this process (``pipeline.consume.group``).
+run them side by side in this process (``pipeline.consume.group``);
+``outbox-relay`` runs the transactional outbox's relay (``pipeline.outbox``).
 
 Without ``PIPELINE_APP`` it runs ``consumers.registry:app`` (the orders demo);
 a deployment of your own sets ``PIPELINE_APP`` to its App.
@@ -23,6 +24,14 @@ from pipeline.settings import PipelineSettings, describe_invalid_settings
 from pipeline.tracing.sdk import configure_tracing
 
 REPOSITORY_APP = "consumers.registry:app"
+# Not a worker of the App: the outbox relay (PIPELINE_OUTBOX_URL), as its own process.
+RELAY = "outbox-relay"
+
+
+def run_relay(settings: PipelineSettings) -> int:
+    from pipeline.outbox.process import run_relay as relay  # needs the outbox extra
+
+    return relay(settings)
 
 
 def main(argv: list[str]) -> int:
@@ -47,6 +56,8 @@ def main(argv: list[str]) -> int:
     component = "all" if everything else "+".join(argv)
     telemetry = configure_tracing(settings, component=component)
     try:
+        if argv == [RELAY]:
+            return run_relay(settings)
         if len(argv) == 1 and not everything:
             return run_named(settings, argv[0])
         return run_group(settings, [] if everything else argv)

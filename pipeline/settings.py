@@ -98,6 +98,24 @@ class PipelineSettings(BaseSettings):
     ledger_flush_ms: int = Field(100, ge=1, le=60_000, description="worker record buffer flush")
     ledger_batch: int = Field(500, ge=1, le=10_000, description="records per flush at most")
     ledger_retention: str = Field("7d", description="prune completed events older than this")
+    # The transactional outbox and the idempotent inbox (docs/outbox-inbox.md).
+    outbox_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL of the database holding pipeline_outbox "
+        "(postgresql+psycopg://..., sqlite:///app.db)",
+    )
+    outbox_relay: bool = Field(False, description="worker processes also relay the outbox")
+    outbox_batch: int = Field(200, ge=1, le=10_000, description="rows one relay claims at once")
+    outbox_poll_s: float = Field(
+        1.0, gt=0, le=300, description="relay poll when no wake-up came (NOTIFY, in-process)"
+    )
+    outbox_lease_s: float = Field(
+        30.0, gt=0, description="a claimed batch is another relay's after this long"
+    )
+    outbox_retention: str = Field("1d", description="keep sent outbox rows this long")
+    inbox_retention: str = Field(
+        "7d", description="remember handled event ids this long (duplicates within it are "
+        "recognised)"
+    )
 
     @field_validator("app", mode="before")
     @classmethod
@@ -115,11 +133,16 @@ class PipelineSettings(BaseSettings):
         RetryLadder.parse(value)
         return value
 
-    @field_validator("ledger_retention")
+    @field_validator("ledger_retention", "outbox_retention", "inbox_retention")
     @classmethod
     def _retention_is_readable(cls, value: str) -> str:
         parse_age(value)
         return value
+
+    @field_validator("outbox_url", mode="before")
+    @classmethod
+    def _no_url_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
 
     @cached_property
     def ladder(self) -> RetryLadder:
@@ -128,6 +151,14 @@ class PipelineSettings(BaseSettings):
     @property
     def ledger_retention_age(self) -> timedelta:
         return parse_age(self.ledger_retention)
+
+    @property
+    def outbox_retention_age(self) -> timedelta:
+        return parse_age(self.outbox_retention)
+
+    @property
+    def inbox_retention_age(self) -> timedelta:
+        return parse_age(self.inbox_retention)
 
     @property
     def safe_amqp_url(self) -> str:

@@ -21,7 +21,7 @@ SHORT_LADDER = "100ms,200ms,300ms"
 
 # The `spans` fixture: finished spans of the running test (tracing on, in memory);
 # `pytester` runs pytest on generated files (the pytest plugin's tests).
-pytest_plugins = ("tests.support.spans", "pytester")
+pytest_plugins = ("tests.support.spans", "tests.support.databases", "pytester")
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +63,13 @@ def settings_for(amqp_url: str, **overrides: object) -> PipelineSettings:
         "app": "consumers.registry:app",
     }
     values.update(overrides)
+    return PipelineSettings(**values)  # type: ignore[arg-type]
+
+
+def with_settings(settings: PipelineSettings, **changes: object) -> PipelineSettings:
+    """``settings`` with ``changes`` applied and validated (``model_copy`` does not validate)."""
+    values = {name: getattr(settings, name) for name in type(settings).model_fields}
+    values.update(changes)
     return PipelineSettings(**values)  # type: ignore[arg-type]
 
 

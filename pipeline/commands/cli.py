@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from pydantic import ValidationError
 
-from pipeline.commands import asyncapi, consume, demo, events, publish, topology
+from pipeline.commands import asyncapi, consume, demo, events, outbox, publish, topology
 from pipeline.commands import dead_letters as dead_letters_command
 from pipeline.commands import status as status_command
 from pipeline.commands import users as users_command
@@ -33,7 +33,7 @@ DISTRIBUTION = "rabbit-pipeline"
 # with it (the demo runs everything in its own process; the others need no broker).
 IN_ONE_PROCESS = {("demo", None), ("topology", "show"), ("topology", "export"),
                   ("users", "show"), ("asyncapi", None),
-                  ("events", "schema")}
+                  ("events", "schema"), ("outbox", "status"), ("outbox", "prune")}
 
 
 def _version() -> str:
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in (topology, publish, consume, demo, dead_letters_command, status_command,
-                   users_command, events, asyncapi):
+                   users_command, events, asyncapi, outbox):
         module.register(subparsers)
     return parser
 

@@ -27,6 +27,7 @@ from topology import Subscription, naming
 
 if typing.TYPE_CHECKING:
     from pipeline.consume.protocols import ConsumeMiddleware
+    from pipeline.inbox import Inbox
 
 # The event first; other parameters are injected by annotation (injection.py).
 AnyHandler = Callable[..., Awaitable[None]]
@@ -72,6 +73,7 @@ class Consumer:
         *,
         retry: RetryPolicy | None = None,
         middlewares: Sequence[ConsumeMiddleware] = (),
+        inbox: Inbox | None = None,
     ) -> None:
         try:
             self.name = naming.validate_consumer_name(name)
@@ -87,6 +89,8 @@ class Consumer:
         self.retry = retry or DEFAULT_POLICY
         # Wrap this consumer's deliveries only, inside the App's middlewares.
         self.middlewares = tuple(middlewares)
+        # Idempotent: each event id's handler effects once (pipeline.inbox).
+        self.inbox = inbox
         self._routes: dict[str, Route] = {}
 
     @property
@@ -122,7 +126,14 @@ class Consumer:
             raise ConfigurationError(
                 f"consumer {self.name!r} already has a handler for {model.event_type!r}"
             )
-        self._routes[model.event_type] = Route(model.event_type, model, fn, injection_for(fn))
+        injection = injection_for(fn)
+        if injection.session is not None and self.inbox is None:
+            raise ConfigurationError(
+                f"handler {fn.__qualname__} asks for a session, but consumer {self.name!r} "
+                "has no inbox: Consumer(..., inbox=Inbox(sessions)) makes it idempotent and "
+                "gives its handlers the transaction"
+            )
+        self._routes[model.event_type] = Route(model.event_type, model, fn, injection)
         return fn
 
 

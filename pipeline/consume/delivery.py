@@ -26,6 +26,7 @@ class Outcome(enum.StrEnum):
     PARKED = "parked"
     REQUEUED = "requeued"  # the failure copy could not be stored; the broker redelivers
     CANCELLED = "cancelled"  # acked without running the handler (`pipeline events cancel`)
+    DUPLICATE = "duplicate"  # an idempotent consumer had handled this event id: acked unrun
 
 
 @dataclass
@@ -41,6 +42,8 @@ class Delivery:
     # metrics and spans read it instead of deciding again.
     decision: Decision | None = None
     outcome: Outcome | None = None
+    # What a successful ack means: ACKED, or DUPLICATE when the inbox had the id.
+    ack_outcome: Outcome = Outcome.ACKED
     extra: dict[str, Any] = field(default_factory=dict)
 
     def ack(self) -> Awaitable[bool]:

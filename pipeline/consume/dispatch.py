@@ -6,17 +6,23 @@ the failure policy. Validation happens once: bytes -> envelope -> model.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import envelope, tracing
 from pipeline.consume.consumer import Consumer, Route
 from pipeline.consume.context import Context
-from pipeline.consume.delivery import Delivery
+from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.consume.runtime import AppRuntime
 from pipeline.errors import UnknownEventTypeError
 from pipeline.events import Event
 from topology import RetryLadder
+
+if TYPE_CHECKING:
+    from pipeline.inbox import Inbox
+
+log = logging.getLogger(__name__)
 
 
 class EventDispatcher:
@@ -40,6 +46,7 @@ class EventDispatcher:
         self._traced = traced
         self._runtime = runtime
         self._ladder = ladder
+        self._inbox = consumer.inbox
         # Route.handler_name is computed on each access; a route never changes.
         self._handler_names: dict[str, str] = {}
 
@@ -62,17 +69,50 @@ class EventDispatcher:
             )
         event = envelope.read_data(cloud_event, route.model)
         injection = route.injection
+        if self._inbox is not None:
+            return self._idempotent(self._inbox, delivery, cloud_event.id, route, event,
+                                    self._injected(delivery, route))
         if injection.is_plain:
             if not self._traced:
                 return route.handler(event)
             return self._traced_handler(route, event, {})
-        kwargs: dict[str, Any] = {}
-        if injection.context is not None:
-            kwargs[injection.context] = Context(
-                delivery, cloud_event, self._runtime, self._rung_of(delivery))
+        kwargs = self._injected(delivery, route)
         if not self._traced:
             return route.handler(event, **kwargs)
         return self._traced_handler(route, event, kwargs)
+
+    def _injected(self, delivery: Delivery, route: Route) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        context = route.injection.context
+        if context is not None and delivery.envelope is not None:
+            kwargs[context] = Context(
+                delivery, delivery.envelope, self._runtime, self._rung_of(delivery))
+        return kwargs
+
+    async def _idempotent(
+        self,
+        inbox: Inbox,
+        delivery: Delivery,
+        event_id: str,
+        route: Route,
+        event: Event,
+        kwargs: dict[str, Any],
+    ) -> None:
+        """The handler inside the inbox's transaction, or not at all for a handled id."""
+        runtime = self._runtime
+        state = runtime.state if runtime is not None and runtime.is_running else None
+        async with inbox.handling(delivery.consumer, event_id, state) as session:
+            if session is None:
+                delivery.ack_outcome = Outcome.DUPLICATE
+                log.info("%s event %s was handled by %s before: acked without running the "
+                         "handler (duplicate)", route.event_type, event_id, delivery.consumer)
+                return
+            if route.injection.session is not None:
+                kwargs[route.injection.session] = session
+            if self._traced:
+                await self._traced_handler(route, event, kwargs)
+            else:
+                await route.handler(event, **kwargs)
 
     def _rung_of(self, delivery: Delivery) -> str | None:
         retries = delivery.retry_count

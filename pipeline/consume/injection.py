@@ -3,6 +3,7 @@
     async def handle(event: OrderPlaced) -> None                       # the event only
     async def handle(event: OrderPlaced, context: Context) -> None     # + the message context
     async def handle(event: OrderPlaced, ctx: Context[Resources])      # + typed App state
+    async def handle(event: OrderPlaced, session: AsyncSession)        # + the inbox transaction
 
 The first parameter is the event (its annotation picks the model). Every
 other parameter is injected by its annotation, or must have a default.
@@ -26,12 +27,13 @@ class Injection:
 
     context: str | None = None  # the parameter that receives the Context
     state_type: Any = None  # T of Context[T]; checked against the App's state at startup
+    session: str | None = None  # the parameter that receives the inbox's AsyncSession
     # True for ``async def handle(event)``: the fast path, nothing to build.
     # A field, not a property: it is read on every delivery.
     is_plain: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "is_plain", self.context is None)
+        object.__setattr__(self, "is_plain", self.context is None and self.session is None)
 
 
 PLAIN = Injection()
@@ -46,8 +48,12 @@ def injection_for(fn: Callable[..., Any]) -> Injection:
     hints = typing.get_type_hints(fn)
     context: str | None = None
     state_type: Any = None
+    session: str | None = None
     for parameter in parameters:
         hint = hints.get(parameter.name)
+        if _is_async_session(hint):
+            session = parameter.name
+            continue
         if hint is Context or typing.get_origin(hint) is Context:
             if parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
                 raise ConfigurationError(
@@ -66,7 +72,18 @@ def injection_for(fn: Callable[..., Any]) -> Injection:
         ):
             raise ConfigurationError(
                 f"handler {fn.__qualname__} has a parameter {parameter.name!r} the pipeline "
-                "cannot fill: annotate it with pipeline.Context (the message context) or give "
-                "it a default"
+                "cannot fill: annotate it with pipeline.Context (the message context), "
+                "AsyncSession (an idempotent consumer's transaction) or give it a default"
             )
-    return Injection(context, state_type)
+    return Injection(context, state_type, session)
+
+
+def _is_async_session(hint: Any) -> bool:
+    """SQLAlchemy's AsyncSession or a subclass; never imports SQLAlchemy for other hints."""
+    if not isinstance(hint, type):
+        return False
+    if not any(base.__module__.startswith("sqlalchemy.") for base in hint.__mro__):
+        return False
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    return issubclass(hint, AsyncSession)

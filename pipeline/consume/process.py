@@ -220,4 +220,5 @@ async def _shut_down(
 def _counters_line(worker: Worker) -> str:
     counts = worker.counters
     return ", ".join(f"{name}={counts.get(name, 0)}" for name in
-                     ("acked", "retried", "dead-lettered", "parked", "requeued", "cancelled"))
+                     ("acked", "retried", "dead-lettered", "parked", "requeued", "cancelled",
+                      "duplicate"))

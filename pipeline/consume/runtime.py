@@ -5,7 +5,8 @@
 
 Every worker of the process enters it (``run_worker``); the first one in
 runs the startup, the last one out the shutdown, so several consumers in one
-process (or a ``TestPipeline``) share one pool. Handlers read the state
+process (or a ``TestPipeline``) share one pool. With
+``PIPELINE_OUTBOX_RELAY=true`` the process also runs the outbox relay. Handlers read the state
 through ``Context.state`` and publish follow-ups through one publisher per
 process, connected on first use.
 """
@@ -25,9 +26,12 @@ from pipeline.publish.publisher import Publisher
 
 if TYPE_CHECKING:
     from pipeline.app import App
+    from pipeline.inbox import Inbox
     from pipeline.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
+
+INBOX_PRUNE_EVERY_S = 3600.0
 
 Hook = Callable[[Any], Awaitable[None] | None]
 LifespanFactory = Callable[["App"], AbstractAsyncContextManager[Any]]
@@ -137,6 +141,14 @@ class AppRuntime:
                     await _call(hook, self.state)
                 stack.push_async_callback(_run_all, self._on_shutdown, self.state)
             check_state(app.consumers.values(), self.state)
+            if settings.outbox_relay:
+                await stack.enter_async_context(_outbox_relay(settings))
+            inboxes = list({id(c.inbox): c.inbox for c in app.consumers.values()
+                            if c.inbox is not None}.values())
+            if inboxes:
+                pruning = asyncio.create_task(
+                    _prune_inboxes(inboxes, self.state, settings), name="inbox-prune")
+                stack.push_async_callback(_cancel, pruning)
         except BaseException:
             await stack.aclose()
             raise
@@ -154,6 +166,36 @@ class AppRuntime:
                 await stack.aclose()
             except Exception:
                 log.exception("App shutdown failed; the process stops anyway")
+
+
+def _outbox_relay(settings: PipelineSettings) -> AbstractAsyncContextManager[Any]:
+    """``PIPELINE_OUTBOX_RELAY=true``: this worker process relays the outbox too."""
+    from pipeline.outbox.relay import OutboxRelay  # needs the outbox extra
+
+    return OutboxRelay(settings)
+
+
+async def _prune_inboxes(inboxes: Sequence[Inbox], state: Any,
+                         settings: PipelineSettings) -> None:
+    """Forget handled ids older than ``PIPELINE_INBOX_RETENTION``: at start, then hourly."""
+    while True:
+        for inbox in inboxes:
+            try:
+                pruned = await inbox.prune(state, settings.inbox_retention_age)
+            except Exception as exc:  # the database is away: the next round tries again
+                log.warning("pruning the inbox failed (%s: %s); trying again in an hour",
+                            type(exc).__name__, exc)
+            else:
+                if pruned:
+                    log.info("pruned %d inbox rows older than %s", pruned,
+                             settings.inbox_retention)
+        await asyncio.sleep(INBOX_PRUNE_EVERY_S)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _call(hook: Hook, state: Any) -> None:

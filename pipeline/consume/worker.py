@@ -109,7 +109,7 @@ class Worker:
             await self._processor(delivery)
         except Exception as error:
             return await self._settle_failure(delivery, error)
-        delivery.outcome = Outcome.ACKED if await delivery.ack() else Outcome.REQUEUED
+        delivery.outcome = delivery.ack_outcome if await delivery.ack() else Outcome.REQUEUED
         return delivery.outcome
 
     async def _last_resort(self, delivery: Delivery) -> None:

@@ -20,6 +20,7 @@ from pipeline.tracing.spans import (
     process_span,
     publish_span,
     release,
+    resumed,
     trace_id_of,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "process_span",
     "publish_span",
     "release",
+    "resumed",
     "trace_id_of",
 ]

@@ -17,8 +17,9 @@ messaging semantic conventions. See docs/tracing.md for the model:
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar, Token
 from types import MappingProxyType
@@ -210,6 +211,21 @@ def inject(headers: MutableMapping[str, Any]) -> None:
     if TRACEPARENT in carrier:
         headers.pop(TRACESTATE, None)
     headers.update(carrier)
+
+
+@contextlib.contextmanager
+def resumed(headers: Mapping[str, Any] | None) -> Iterator[None]:
+    """Make the trace context stored in ``headers`` current for the block.
+
+    For a publish made long after the context was captured (the outbox
+    relay publishing a row written during a request): its span continues
+    that request's trace.
+    """
+    token = otel_context.attach(extract(headers))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def extract(headers: Mapping[str, Any] | None) -> otel_context.Context:
