@@ -23,6 +23,7 @@ from bench import (
     latency,
     ledger,
     memory,
+    outbox,
     publish,
     report,
     rung_accuracy,
@@ -46,6 +47,7 @@ CASES: dict[str, Case] = {
     "memory": memory.run,
     "testing": testing.run,
     "ledger": ledger.run,
+    "outbox": outbox.run,
     "consume-traced": consume.run_traced,
 }
 

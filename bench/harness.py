@@ -56,12 +56,14 @@ class Scale:
     memory_backlog: int
     memory_reps: int
     warmup: int = field(default=50)
+    outbox_s: float = 10.0  # seconds of commits at 200/s, per rep
+    outbox_reps: int = 3
 
 
 QUICK = Scale(
     reps=3, publish_single=20, publish_batch=60, batch_size=30,
     consume={1: 20, 10: 40, 100: 60}, failure=30, rung_burst=50, rung_reps=1,
-    latency_s=0.1, memory_backlog=300, memory_reps=1, warmup=10,
+    latency_s=0.1, memory_backlog=300, memory_reps=1, warmup=10, outbox_s=0.25, outbox_reps=1,
 )
 FULL = Scale(
     reps=7, publish_single=1000, publish_batch=5000, batch_size=500,

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = {"publish", "consume", "failure path", "rung accuracy", "latency", "memory", "testing",
-            "ledger"}
+            "ledger", "outbox"}
 
 
 def test_quick_benchmark_prints_its_table_and_writes_every_ratio_to_json(broker, vhost, tmp_path):
