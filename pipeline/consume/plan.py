@@ -30,6 +30,7 @@ from pipeline.ledger.recorder import LedgerRecorder
 from pipeline.ops.metrics import PipelineMetrics
 from pipeline.publish.outbound import ExchangeCache
 from pipeline.settings import PipelineSettings
+from topology import RetryLadder
 
 PolicyFactory = Callable[[ExchangeCache, PipelineSettings], FailurePolicy]
 
@@ -53,6 +54,8 @@ class WorkerPlan:
     services: Sequence[WorkerService] = field(default_factory=tuple)
     # The App whose runtime (startup hooks, state) the worker runs inside.
     app: App | None = None
+    # The consumer's own retry rungs (RetryPolicy); None: the deployment's ladder.
+    ladder: RetryLadder | None = None
 
 
 def standard_middlewares(
@@ -81,8 +84,9 @@ def plan_for(consumer: Consumer, settings: PipelineSettings, app: App | None = N
     guard = CancelGuard(consumer.name)
     recorder = (LedgerRecorder(consumer.name, settings),) if settings.ledger else ()
     runtime = app.runtime if app is not None else None
+    ladder = consumer.retry.ladder_for(settings.ladder)
     dispatcher = EventDispatcher(consumer, traced=tracing.is_enabled(), runtime=runtime,
-                                 ladder=consumer.retry.ladder_for(settings.ladder))
+                                 ladder=ladder)
     users = (*(app.middlewares if app is not None else ()), *consumer.middlewares)
     return WorkerPlan(
         consumer=consumer.name,
@@ -94,6 +98,7 @@ def plan_for(consumer: Consumer, settings: PipelineSettings, app: App | None = N
         metrics=metrics,
         services=(*_control_log(guard, consumer.name, settings), *recorder),
         app=app,
+        ladder=ladder,
     )
 
 

@@ -161,7 +161,8 @@ async def _run(
         probe.watch("consuming", lambda: worker.is_consuming)  # false once draining
         log.info(
             "consumer %s consuming %s on %s (prefetch %d, retry ladder %s)",
-            plan.consumer, plan.queue, settings.safe_amqp_url, plan.prefetch, settings.ladder,
+            plan.consumer, plan.queue, settings.safe_amqp_url, plan.prefetch,
+            plan.ladder or settings.ladder,
         )
         started = time.monotonic()
         await stop.stop.wait()

@@ -24,6 +24,9 @@ OUTCOME_STATES = {
     "parked": State.FAILED,
     "requeued": State.PENDING,  # returned to its queue; the broker delivers it again
     "cancelled": State.CANCELLED,
+    # An idempotent consumer had handled this event id already (pipeline.inbox):
+    # acked without running the handler, the effects are those of the first.
+    "duplicate": State.COMPLETED,
 }
 
 AttemptKey = tuple[str, str, int, int, int]  # event, consumer, replay, retry, delivery

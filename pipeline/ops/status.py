@@ -21,7 +21,7 @@ from typing import Any
 from pipeline.errors import ConfigurationError
 from pipeline.ops.management import ManagementNotFoundError, open_management
 from pipeline.settings import PipelineSettings
-from topology import RetryLadder, Topology, naming
+from topology import Topology, naming
 
 
 @dataclass(frozen=True)
@@ -125,18 +125,21 @@ async def read_status(
                 f"vhost {settings.vhost!r} does not exist on the broker; create it or fix "
                 "PIPELINE_AMQP_URL, then run `pipeline topology apply`"
             ) from None
-    return build_report(settings.vhost, topology, settings.ladder, listed, max_stored)
+    return build_report(settings.vhost, topology, listed, max_stored)
 
 
 def build_report(
     vhost: str,
     topology: Topology,
-    ladder: RetryLadder,
     listed: dict[str, dict[str, Any]],
     max_stored: int = 0,
     now: float | None = None,
 ) -> StatusReport:
-    """The report for the broker's queue listing ``listed`` (name -> API object)."""
+    """The report for the broker's queue listing ``listed`` (name -> API object).
+
+    Each consumer's rungs are the ones ``topology`` declares for it: the
+    deployment's ladder, or its own ``RetryPolicy``'s.
+    """
     now = time.time() if now is None else now
 
     def state(name: str) -> QueueState:
@@ -146,7 +149,8 @@ def build_report(
         ConsumerStatus(
             q.consumer,
             state(q.name),
-            tuple((r.label, state(naming.retry_queue(q.consumer, r.label))) for r in ladder),
+            tuple((r.name.rsplit(".retry.", 1)[-1], state(r.name))
+                  for r in topology.queues_of(q.consumer) if r.role == "retry"),
         )
         for q in topology.queues
         if q.role == "consumer" and q.consumer is not None

@@ -203,3 +203,4 @@ async def test_your_package_runs_with_the_images_env_and_command(settings, tmp_p
     assert "sending invoice INV-1" in stdout
     assert "archived request INV-1" in stdout
     assert "consumer invoice-mailer consuming pipeline.invoice-mailer" in stderr
+    assert "retry ladder 10s,1m,10m" in stderr  # the consumer's own RetryPolicy

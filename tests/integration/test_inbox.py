@@ -155,3 +155,31 @@ def test_a_session_without_an_inbox_is_refused_when_the_handler_is_registered():
 
     with pytest.raises(ConfigurationError, match="has no inbox"):
         consumer.handler(charge)
+
+
+async def test_a_duplicate_is_in_the_ledger_as_an_attempt_with_outcome_duplicate(
+    settings, sessions, tmp_path
+):
+    from pipeline import State
+    from tests.integration.test_ledger import pipeline_with_ledger, until_state
+
+    settings = settings.model_copy(update={
+        "ledger_url": f"sqlite:///{tmp_path / 'ledger.db'}", "ledger_flush_ms": 20})
+    recorder = DeliveryRecorder()
+    consumer = charging(sessions, recorder)
+    async with pipeline_with_ledger(settings, App([consumer]), consumer) as ledger:
+        body, event_id = cloud_event(4, "order-4")
+        await publish_body(settings, body, event_id)
+        await until_state(ledger, event_id, State.COMPLETED, attempts={"billing": 1})
+        await publish_body(settings, body, event_id)  # the same event once more
+
+        async def recorded() -> None:
+            status = await ledger.status(event_id)
+            outcomes = [a.outcome for a in status.consumers["billing"].attempts]
+            assert "duplicate" in outcomes, outcomes
+
+        await eventually(recorded, timeout=15)
+        status = await ledger.status(event_id)
+
+    assert status.state is State.COMPLETED
+    assert await count(sessions, charges, event_id="order-4") == 1

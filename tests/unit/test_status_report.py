@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from pipeline import App, Consumer, RetryPolicy
 from pipeline.ops.status import build_report
+from tests.support.events import ThingHappened
 from topology import RetryLadder, Subscription, build_topology, naming
 
 LADDER = RetryLadder.parse("1s,5s")
@@ -17,12 +19,12 @@ def listing() -> dict[str, dict]:
 
 
 def problems(listed: dict, max_stored: int = 0) -> set[tuple[str, str]]:
-    report = build_report("/", TOPOLOGY, LADDER, listed, max_stored, now=NOW)
+    report = build_report("/", TOPOLOGY, listed, max_stored, now=NOW)
     return {(p.code, p.queue) for p in report.problems}
 
 
 def test_idle_empty_queues_are_fine():
-    report = build_report("/", TOPOLOGY, LADDER, listing(), now=NOW)
+    report = build_report("/", TOPOLOGY, listing(), now=NOW)
 
     assert report.is_ok
     [billing] = report.consumers
@@ -65,7 +67,7 @@ def test_stored_dead_letters_count_against_max_stored_and_show_their_age():
     listed = listing()
     listed[naming.DEAD_LETTER_STORE].update(messages_ready=2, head_message_timestamp=NOW - 90)
 
-    report = build_report("/", TOPOLOGY, LADDER, listed, now=NOW)
+    report = build_report("/", TOPOLOGY, listed, now=NOW)
 
     assert report.store_oldest_age_s == 90
     assert problems(listed) == {("dead-letters-stored", naming.DEAD_LETTER_STORE)}
@@ -84,8 +86,24 @@ def test_a_store_receiving_messages_is_growing_and_parked_notices_are_a_problem(
 
 
 def test_as_dict_is_json_ready_with_labelled_rungs():
-    report = build_report("/", TOPOLOGY, LADDER, listing(), now=NOW).as_dict()
+    report = build_report("/", TOPOLOGY, listing(), now=NOW).as_dict()
 
     assert report["ok"] is True
     assert report["consumers"][0]["rungs"][0]["label"] == "1s"
     assert report["store"]["name"] == naming.DEAD_LETTER_STORE
+
+
+def test_a_consumer_with_its_own_retry_policy_shows_its_own_rungs():
+    own = Consumer("own", ["things.#"], retry=RetryPolicy(delays="2s,1m"))
+
+    @own.handler
+    async def handle(event: ThingHappened) -> None:
+        return None
+
+    topology = App([own]).topology(LADDER, 20)
+    report = build_report("/", topology, {}, now=NOW)
+
+    [status] = report.consumers
+    assert [label for label, _ in status.rungs] == ["2s", "1m"]
+    assert [rung.name for _, rung in status.rungs] == ["pipeline.own.retry.2s",
+                                                       "pipeline.own.retry.1m"]
