@@ -38,6 +38,14 @@ async def test_the_context_and_policy_examples_pass_as_written():
     assert module.receipted == ["1042"]
 
 
+async def test_the_inbox_example_passes_as_written(tmp_path):
+    module = ModuleType("testing_doc_inbox")
+    exec(compile(example("inbox-test"), f"{DOC}:inbox-test", "exec", dont_inherit=True),
+         module.__dict__)
+
+    await module.test_the_same_order_event_twice_charges_once(tmp_path)
+
+
 MYSERVICE = '''
 from typing import ClassVar
 from pipeline import App, Consumer, Event
