@@ -89,8 +89,12 @@ class OutboxRelay:
         if self._engine is None:
             self._engine = relay_engine(outbox_url(self._settings))
         settings = self._settings
-        self._publisher = await Publisher.connect(
-            settings, f"{settings.service_name}.outbox-relay")
+        try:
+            self._publisher = await Publisher.connect(
+                settings, f"{settings.service_name}.outbox-relay")
+        except BaseException:
+            await self.stop()  # what was opened so far
+            raise
         DOORBELL.subscribe(self._wake)
         self._listener = Listener.for_engine(self._engine, self._wake)
         if self._listener is not None:

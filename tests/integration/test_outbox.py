@@ -166,3 +166,29 @@ async def test_sent_rows_are_pruned_after_the_retention(engine, outbox_settings,
         assert await prune(relay.engine, older_than=__import__("datetime").timedelta(hours=1)) == 0
         assert await prune(relay.engine, older_than=__import__("datetime").timedelta(0)) == 1
     assert rows(engine) == []
+
+
+async def test_a_worker_process_relays_the_outbox_when_told_to(
+    engine, outbox_settings, connection
+):
+    # PIPELINE_OUTBOX_RELAY=true: the App's runtime in a worker process runs the relay.
+    from tests.support.runtime import running
+
+    await bind_things(connection, outbox_settings)
+    settings = with_settings(outbox_settings, outbox_relay=True)
+    seen: list[int] = []
+    things = Consumer("things", ["things.#"])
+
+    @things.handler
+    async def handle(event: ThingHappened) -> None:
+        seen.append(event.n)
+
+    async with running(settings, App([things]), things):
+        with Session(engine) as session, session.begin():
+            Outbox(settings).add(session, ThingHappened(n=7))
+
+        async def handled() -> None:
+            assert seen == [7]
+
+        await eventually(handled)
+    assert rows(engine)[0]["sent_at"] is not None
