@@ -14,7 +14,12 @@ import ssl
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
-from aiormq.exceptions import AMQPConnectionError, AuthenticationError, ProbableAuthenticationError
+from aiormq.exceptions import (
+    AMQPConnectionError,
+    AuthenticationError,
+    InvalidFrameError,
+    ProbableAuthenticationError,
+)
 from tenacity import (
     AsyncRetrying,
     RetryError,
@@ -24,7 +29,7 @@ from tenacity import (
 )
 
 from pipeline.connection_watch import BackoffRobustConnection, watch
-from pipeline.errors import BrokerUnreachableError
+from pipeline.errors import BrokerUnreachableError, CredentialsRefusedError
 from pipeline.memory import connect_memory, is_memory_url
 from pipeline.settings import PipelineSettings
 
@@ -45,8 +50,10 @@ async def connect(settings: PipelineSettings, name: str) -> AbstractRobustConnec
     """Open a robust connection named ``name`` (shown in the management UI).
 
     Raises ``BrokerUnreachableError`` naming host:port (never the password)
-    after ``connect_timeout_s`` of retries. A ``memory://`` URL connects to the
-    broker inside this process (``pipeline.memory``) instead.
+    after ``connect_timeout_s`` of retries, ``CredentialsRefusedError`` at
+    once when the broker refuses the user, the password or the vhost. A
+    ``memory://`` URL connects to the broker inside this process
+    (``pipeline.memory``) instead.
     """
     url = settings.amqp_url.get_secret_value()
     if is_memory_url(url):
@@ -79,8 +86,16 @@ async def connect(settings: PipelineSettings, name: str) -> AbstractRobustConnec
     except RetryError as exc:
         cause = exc.last_attempt.exception()
         raise BrokerUnreachableError(_unreachable(settings, cause)) from None
+    except InvalidFrameError:
+        # RabbitMQ answers connection.open with connection.close when the
+        # user may not use the vhost (or it does not exist).
+        raise CredentialsRefusedError(
+            f"the broker at {settings.broker_address} closed the connection on opening vhost "
+            f"{settings.vhost!r}: it does not exist or the user in PIPELINE_AMQP_URL "
+            f"({settings.safe_amqp_url}) has no permissions on it"
+        ) from None
     except (AuthenticationError, ProbableAuthenticationError):
-        raise BrokerUnreachableError(
+        raise CredentialsRefusedError(
             f"the broker at {settings.broker_address} refused the credentials in "
             f"PIPELINE_AMQP_URL ({settings.safe_amqp_url}) or the vhost {settings.vhost!r} "
             "does not exist"

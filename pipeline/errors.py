@@ -3,6 +3,7 @@
     PipelineError
     ├── ConfigurationError          a setting or registration cannot work
     ├── BrokerUnreachableError      the first connection failed after retries
+    │   └── CredentialsRefusedError the broker refused the user name and password
     ├── TopologyError               the broker's objects differ from ours
     │   ├── TopologyMismatchError   declaring failed: an object exists with other arguments
     │   └── TopologyDriftError      a policy or argument on the broker undoes ours (check)
@@ -45,6 +46,13 @@ class ConfigurationError(PipelineError):
 
 class BrokerUnreachableError(PipelineError):
     """No connection to the broker after retrying for ``connect_timeout_s``."""
+
+
+class CredentialsRefusedError(BrokerUnreachableError):
+    """The broker (or its management API) refused the user name and password.
+
+    Retrying cannot help; the console tells a user who logs in so.
+    """
 
 
 class TopologyError(PipelineError):

@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pydantic import ValidationError
 
 from pipeline.commands import asyncapi, consume, demo, events, outbox, publish, topology
+from pipeline.commands import console as console_command
 from pipeline.commands import dead_letters as dead_letters_command
 from pipeline.commands import status as status_command
 from pipeline.commands import users as users_command
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in (topology, publish, consume, demo, dead_letters_command, status_command,
-                   users_command, events, asyncapi, outbox):
+                   users_command, events, asyncapi, outbox, console_command):
         module.register(subparsers)
     return parser
 

@@ -64,6 +64,8 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--consumer", help="only events this consumer failed on")
     parser.add_argument("--type", dest="event_type", help="only this event type")
     parser.add_argument("--reason", help="e.g. retries-exhausted, permanent-error, delivery-limit")
+    parser.add_argument("--error-type", help="the exception type, e.g. TransientError (as "
+                        "grouped by the console)")
     parser.add_argument("--since", type=_age, metavar="AGE", help="dead-lettered within, e.g. 1h")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -74,6 +76,7 @@ def selection_of(args: argparse.Namespace) -> Selection:
         consumer=args.consumer,
         event_type=args.event_type,
         reason=args.reason,
+        error_type=args.error_type,
         since=args.since,
         older_than=getattr(args, "older_than", None),
     )

@@ -34,6 +34,8 @@ class EventFilter:
     type: str | None = None
     since: datetime | None = None
     limit: int = 100
+    subject: str | None = None
+    until: datetime | None = None  # first seen before this
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,10 @@ class LedgerQuery:
             query = query.where(e.c.type == where.type)
         if where.since is not None:
             query = query.where(e.c.first_seen_at >= where.since)
+        if where.until is not None:
+            query = query.where(e.c.first_seen_at < where.until)
+        if where.subject is not None:
+            query = query.where(e.c.subject == where.subject)
         try:
             with self._connect() as conn:
                 rows = list(conn.execute(query).mappings())
@@ -150,6 +156,32 @@ class LedgerQuery:
         except (DBAPIError, SQLAlchemyError) as exc:
             raise unavailable(self.engine, exc) from None
         return None if row is None else str(row[0])
+
+    def outcomes_since(self, since: datetime) -> dict[str, dict[str, int]]:
+        """Attempts ended since ``since``, per consumer and outcome (``acked``, ``retried``...)."""
+        a = s.attempts
+        query = (select(a.c.consumer, a.c.outcome, func.count())
+                 .where(a.c.ended_at >= since, a.c.outcome.is_not(None))
+                 .group_by(a.c.consumer, a.c.outcome))
+        found: dict[str, dict[str, int]] = {}
+        try:
+            with self._connect() as conn:
+                for consumer, outcome, n in conn.execute(query).all():
+                    found.setdefault(consumer, {})[outcome] = int(n)
+        except (DBAPIError, SQLAlchemyError) as exc:
+            raise unavailable(self.engine, exc) from None
+        return found
+
+    def failed_by_consumer(self) -> dict[str, int]:
+        """How many events each consumer failed on (dead-lettered, not replayed since)."""
+        c = s.consumers
+        query = (select(c.c.consumer, func.count()).where(c.c.state == State.FAILED.value)
+                 .group_by(c.c.consumer))
+        try:
+            with self._connect() as conn:
+                return {consumer: int(n) for consumer, n in conn.execute(query).all()}
+        except (DBAPIError, SQLAlchemyError) as exc:
+            raise unavailable(self.engine, exc) from None
 
     def counts(self) -> dict[State, int]:
         """How many events are in each overall state."""

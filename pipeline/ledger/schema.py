@@ -84,6 +84,8 @@ attempts = Table(
     Column("rung", String(32)),
     Column("due_at", _WHEN),
     Column("error", Text),
+    # The console's rates: attempts ended in the last minute.
+    Index("ix_ledger_attempts_ended", "ended_at"),
 )
 
 progress = Table(

@@ -61,6 +61,11 @@ class LedgerStore:
         """
         try:
             s.metadata.create_all(self.engine)
+            # create_all adds indexes only with their table: a ledger created
+            # before an index was declared gets it here.
+            for table in s.metadata.sorted_tables:
+                for index in table.indexes:
+                    index.create(self.engine, checkfirst=True)
         except SQLAlchemyError as exc:
             raise unavailable(self.engine, exc) from None
 

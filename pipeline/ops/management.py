@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from pipeline.errors import BrokerUnreachableError, ConfigurationError
+from pipeline.errors import BrokerUnreachableError, ConfigurationError, CredentialsRefusedError
 from pipeline.ops.protocols import ManagementApi
 from pipeline.settings import PipelineSettings, redact_url
 
@@ -82,8 +82,9 @@ class ManagementClient:
     ) -> httpx.Response:
         """Send one request to ``/api{path}``; every failure becomes one sentence.
 
-        Raises ``BrokerUnreachableError`` when the API does not answer or
-        refuses the credentials, ``ManagementNotFoundError`` on 404 and
+        Raises ``BrokerUnreachableError`` when the API does not answer,
+        ``CredentialsRefusedError`` (one of them) when it refuses the
+        credentials or the user has no management tag, ``ManagementNotFoundError`` on 404 and
         ``ConfigurationError`` when the user may not do this (403) or the
         API refuses the request. Request bodies are never quoted: they may
         hold passwords.
@@ -99,7 +100,7 @@ class ManagementClient:
         status = response.status_code
         what = f"{method} {path.split('?')[0]}"
         if status == 401:
-            raise BrokerUnreachableError(
+            raise CredentialsRefusedError(
                 f"the management API at {self._safe_url} refused the credentials in "
                 "PIPELINE_MANAGEMENT_URL"
             )

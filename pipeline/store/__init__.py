@@ -9,13 +9,14 @@
 from pipeline.store.entry import StoredMessage
 from pipeline.store.replay import ReplayReport, replay
 from pipeline.store.scan import MAX_SCAN, list_stored, purge, scan
-from pipeline.store.selection import Selection, parse_age
+from pipeline.store.selection import Selection, error_type_of, parse_age
 
 __all__ = [
     "MAX_SCAN",
     "ReplayReport",
     "Selection",
     "StoredMessage",
+    "error_type_of",
     "list_stored",
     "parse_age",
     "purge",
