@@ -35,19 +35,23 @@ async def console(store_settings, console_settings) -> AsyncIterator[Browserless
         yield Browserless(app, store_settings)
 
 
+STORE_ONLY = "^" + re.escape("pipeline.dead-letter.store") + "$"
+# (tags, configure, write, read) of the two kinds of console users.
+READ_ONLY = ("monitoring", "^$", "^$", STORE_ONLY)  # sees, may write nothing
+OPERATOR = ("management", "^$", "^amq\\.default$", STORE_ONLY)  # as `pipeline users` makes it
+
+
 @pytest.fixture
 def monitor(broker, vhost) -> tuple[str, str]:
     """A read-only monitoring user: it may read the store, write nothing."""
-    with broker_user(broker, vhost, "monitoring", configure="^$", write="^$",
-                     read=re.escape("pipeline.dead-letter.store")) as user:
+    with broker_user(broker, vhost, *READ_ONLY) as user:
         yield user
 
 
 @pytest.fixture
 def operator(broker, vhost) -> tuple[str, str]:
     """An operator as `pipeline users` makes one: read the store, write amq.default."""
-    with broker_user(broker, vhost, "management", configure="^$", write="^amq\\.default$",
-                     read=re.escape("pipeline.dead-letter.store")) as user:
+    with broker_user(broker, vhost, *OPERATOR) as user:
         yield user
 
 
