@@ -30,9 +30,11 @@ FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 pipeline \
     && useradd --system --uid 10001 --gid pipeline --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin pipeline
-# The ledger's SQLite file lives here (a volume in docker-compose.yml); a named
-# volume takes this directory's owner, so the non-root user can write it.
-RUN mkdir -p /var/lib/pipeline && chown pipeline:pipeline /var/lib/pipeline
+# The ledger's SQLite file and the console's audit list live here (volumes in
+# docker-compose.yml); a named volume takes its directory's owner, so the
+# non-root user can write them.
+RUN mkdir -p /var/lib/pipeline /var/lib/pipeline-console \
+    && chown pipeline:pipeline /var/lib/pipeline /var/lib/pipeline-console
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

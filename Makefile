@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DURATION ?= 0
 
-.PHONY: run test test-faults test-all setup broker lint typecheck check bench bench-smoke clean
+.PHONY: run test test-faults test-browser console-screenshots test-all setup broker lint typecheck check bench bench-smoke clean
 
 $(BIN)/pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,14 +23,22 @@ run: setup broker
 
 ## The test suite against the real broker (each test in its own vhost); < 10 min.
 test: setup broker
-	$(BIN)/pytest -m "not faults"
+	$(BIN)/pytest -m "not faults and not browser"
 
 ## Fault injection on throwaway broker nodes (kill -9, alarms, closed connections, fuzzing).
 test-faults: setup broker
 	$(BIN)/pytest -m faults
 
+## The console in a real headless Chromium (Debian's chromium package; docs/console.md).
+test-browser: setup broker
+	$(BIN)/pytest -m browser
+
+## The same, saving its screenshots into docs/images for docs/console.md.
+console-screenshots: setup broker
+	CONSOLE_SCREENSHOTS=docs/images $(BIN)/pytest -m browser
+
 ## Everything CI runs.
-test-all: test test-faults
+test-all: test test-faults test-browser
 
 lint: setup
 	$(BIN)/ruff check pipeline topology consumers tests bench

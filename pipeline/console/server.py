@@ -1,8 +1,15 @@
-"""Serving the console with uvicorn (``pipeline console``)."""
+"""Serving the console with uvicorn (``pipeline console``).
+
+SIGTERM or SIGINT stops it gracefully: running actions get a few seconds to
+end (``ActionRunner.stop``) and the process exits 0, like our workers (a
+second signal stops it at once).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -13,6 +20,16 @@ from pipeline.settings import PipelineSettings
 log = logging.getLogger(__name__)
 
 
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn raises the signal again after its graceful shutdown, so the
+        # process would die of it (exit -15); a stop we handled is a clean exit.
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
 def serve(settings: PipelineSettings, console: ConsoleSettings) -> None:
     """Serve until SIGINT/SIGTERM; raises ``ConfigurationError`` for a wrong app or URL."""
     app = create_app(settings, console)
@@ -20,5 +37,6 @@ def serve(settings: PipelineSettings, console: ConsoleSettings) -> None:
         log.warning("PIPELINE_CONSOLE_SECURE_COOKIES=false: session cookies also travel over "
                     "plain http; use it only on a trusted network")
     # log_config=None keeps our logging setup; uvicorn's access log names paths only.
-    uvicorn.run(app, host=console.host, port=console.port, log_config=None,
-                proxy_headers=False, server_header=False)
+    config = uvicorn.Config(app, host=console.host, port=console.port, log_config=None,
+                            proxy_headers=False, server_header=False)
+    _Server(config).run()

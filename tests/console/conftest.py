@@ -56,7 +56,8 @@ def operator(broker, vhost) -> tuple[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def logged_in(console: Browserless, user: str, password: str) -> AsyncIterator[httpx.AsyncClient]:
+async def logged_in(console: Browserless, user: str,
+                    password: str) -> AsyncIterator[httpx.AsyncClient]:
     async with console.client() as client:
         response = await console.log_in(client, user, password)
         assert response.status_code == 303, response.text

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import httpx
 import pytest
 
 from tests.support import compose
@@ -66,9 +67,13 @@ class Services:
                 value = f"sqlite:///{self._logs / 'ledger.db'}"
             elif key == "PIPELINE_HEALTH_HOST":
                 value = "127.0.0.1"
-            elif key == "PIPELINE_HEALTH_PORT":
+            elif key in ("PIPELINE_HEALTH_PORT", "PIPELINE_CONSOLE_PORT"):
                 self.ports[name] = free_port()
                 value = str(self.ports[name])
+            elif key == "PIPELINE_CONSOLE_HOST":
+                value = "127.0.0.1"
+            elif key == "PIPELINE_CONSOLE_AUDIT_URL":
+                value = f"sqlite:///{self._logs / 'audit.db'}"
             env[key] = value
         return env
 
@@ -120,7 +125,7 @@ def services(broker, vhost, tmp_path) -> Iterator[tuple[Services, OtlpSink]]:
 async def test_every_compose_service_of_ours_runs_and_becomes_ready(services):
     running, sink = services
     ours = compose.our_services(running.document)
-    assert set(ours) == {"topology", *WORKERS, "demo-producer"}
+    assert set(ours) == {"topology", *WORKERS, "demo-producer", "console"}
 
     # The one-shot topology service applies the topology and exits 0.
     done = running.run_once("topology")
@@ -149,6 +154,22 @@ async def test_every_compose_service_of_ours_runs_and_becomes_ready(services):
 
     await eventually(billing_acked, timeout=60, interval=0.5)
     assert sink.received["/v1/traces"] >= 1, "no spans reached the OTLP endpoint"
+
+    # The console serves its login page (logging in is tests/browser's).
+    running.start("console")
+
+    async def console_answers() -> None:
+        assert running.processes["console"].poll() is None, running.log("console")
+        try:
+            response = await get(running.ports["console"], "/login")
+        except httpx.HTTPError as exc:
+            raise AssertionError(f"console not answering yet: {exc}") from None
+        assert response.status_code == 200
+        assert "Log in with your RabbitMQ user" in response.text
+
+    await eventually(console_answers, timeout=30, interval=0.5)
+    assert running.stop("console", timeout=compose.seconds(ours["console"]["stop_grace_period"])) \
+        == 0, running.log("console")
 
     # docker compose stop: SIGTERM, then each exits 0 within its grace period.
     assert running.stop("demo-producer", timeout=15) == 0, running.log("demo-producer")

@@ -26,6 +26,7 @@ from consumers.admin_notifier import NotifierSettings
 from pipeline.app import load_app
 from pipeline.commands.cli import build_parser
 from pipeline.commands.topology import definitions
+from pipeline.console.settings import ConsoleSettings
 from pipeline.settings import PipelineSettings
 from tests.support import compose
 
@@ -126,6 +127,7 @@ def test_every_mounted_file_exists_in_the_repository(document):
 def test_pipeline_variables_are_settings_the_code_reads(document, monkeypatch):
     fields = {f"PIPELINE_{name.upper()}" for name in PipelineSettings.model_fields}
     fields |= {f"PIPELINE_NOTIFIER_{name.upper()}" for name in NotifierSettings.model_fields}
+    fields |= {f"PIPELINE_CONSOLE_{name.upper()}" for name in ConsoleSettings.model_fields}
     source = "\n".join(
         p.read_text() for folder in ("pipeline", "consumers") for p in (ROOT / folder).rglob("*.py")
     )
@@ -167,6 +169,20 @@ def test_workers_check_readiness_on_the_port_their_health_server_uses(document, 
         assert "container_name" not in service, f"{name}: breaks --scale"
 
 
+def test_the_console_listens_on_its_published_port_and_keeps_its_audit_on_a_volume(
+        document, monkeypatch):
+    service = document["services"]["console"]
+    environment = compose.environment_of(service)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    console = ConsoleSettings()
+    assert (console.host, console.port) == ("0.0.0.0", 8080)
+    assert service["ports"] == [f"127.0.0.1:{console.port}:{console.port}"]
+    assert console.audit_url == "sqlite:////var/lib/pipeline-console/audit.db"
+    assert "console-data:/var/lib/pipeline-console" in service["volumes"]
+    assert str(console.port) in " ".join(service["healthcheck"]["test"])
+
+
 def test_stop_grace_period_covers_the_shutdown_timeout(document, monkeypatch):
     for name in WORKERS:
         service = document["services"][name]
@@ -176,7 +192,7 @@ def test_stop_grace_period_covers_the_shutdown_timeout(document, monkeypatch):
 
 def test_services_restart_but_the_one_shot_topology_does_not(document):
     services = document["services"]
-    for name in [*WORKERS, "rabbitmq", "jaeger"]:
+    for name in [*WORKERS, "rabbitmq", "jaeger", "console"]:
         assert services[name]["restart"] in ("always", "unless-stopped"), name
     assert services["topology"]["restart"] == "no"
     assert services["topology"]["command"] == ["pipeline", "topology", "apply"]
