@@ -42,8 +42,8 @@ class Session:
     identity: Identity
     acting: PipelineSettings = field(repr=False)
     csrf: str = field(default_factory=new_token, repr=False)
-    created: float = field(default_factory=time.monotonic)
-    seen: float = field(default_factory=time.monotonic)
+    created: float = field(default_factory=lambda: time.monotonic())
+    seen: float = field(default_factory=lambda: time.monotonic())
 
     @property
     def user(self) -> str:
