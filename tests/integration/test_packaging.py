@@ -86,3 +86,7 @@ def test_the_wheel_ships_every_type_marker_and_the_licence(tmp_path):
         assert f"{package}/py.typed" in names
     assert any(n.endswith("licenses/LICENSE") for n in names)
     assert not any(n.startswith("tests/") for n in names)
+    # The console's pages, script and style ship inside the package.
+    console = Path(root / "pipeline" / "console")
+    for part in (*console.glob("templates/*.html"), *console.glob("static/*")):
+        assert part.relative_to(root).as_posix() in names, part.name
