@@ -113,3 +113,15 @@ def test_tokens_match_only_the_same_token():
     (None, "/"), ("", "/")])
 def test_after_login_the_console_only_goes_to_its_own_pages(target, expected):
     assert _next(target) == expected
+
+
+async def test_while_an_action_holds_the_store_a_listing_says_so_instead_of_a_partial_list():
+    from pipeline.console.store_gate import StoreBusyError, StoreGate
+
+    gate = StoreGate()
+    async with gate.hold("a replay by ann (audit #7)"):
+        with pytest.raises(StoreBusyError, match=r"busy: a replay by ann \(audit #7\)"):
+            await gate.read(PipelineSettings(), Selection())
+        with pytest.raises(StoreBusyError):
+            await gate.dry_run(PipelineSettings(), Selection())
+    assert gate.action is None
