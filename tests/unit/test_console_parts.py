@@ -12,6 +12,7 @@ from pipeline.console.credentials import as_user, with_user
 from pipeline.console.groups import group_failed
 from pipeline.console.login import _next
 from pipeline.console.session import SessionStore, tokens_match
+from pipeline.console.store_gate import StoreBusyError, StoreGate
 from pipeline.settings import PipelineSettings
 from pipeline.store import Selection, StoredMessage, error_type_of
 from pipeline.store.entry import CRASH_LOOP_ERROR
@@ -116,8 +117,6 @@ def test_after_login_the_console_only_goes_to_its_own_pages(target, expected):
 
 
 async def test_while_an_action_holds_the_store_a_listing_says_so_instead_of_a_partial_list():
-    from pipeline.console.store_gate import StoreBusyError, StoreGate
-
     gate = StoreGate()
     async with gate.hold("a replay by ann (audit #7)"):
         with pytest.raises(StoreBusyError, match=r"busy: a replay by ann \(audit #7\)"):
