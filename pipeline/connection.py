@@ -1,8 +1,10 @@
 """Connecting to the broker: retried with backoff at startup, robust after.
 
 ``connect_robust`` reconnects and restores channels, queues and consumers on
-its own once a first connection exists; tenacity only covers the first one,
-when the broker may still be starting (compose, CI). After that,
+its own once a first connection exists; with several nodes in
+``PIPELINE_AMQP_URL`` the first connection goes to the first node that answers
+and each reconnect to the next node (``BackoffRobustConnection``); tenacity
+only covers the first one, when the broker may still be starting (compose, CI). After that,
 ``connection_watch`` backs the reconnect wait off with the outage and logs
 one line when the connection is lost, restored, blocked or unblocked.
 """
@@ -31,6 +33,7 @@ from tenacity import (
 from pipeline.connection_watch import BackoffRobustConnection, watch
 from pipeline.errors import BrokerUnreachableError, CredentialsRefusedError
 from pipeline.memory import connect_memory, is_memory_url
+from pipeline.node_list import address
 from pipeline.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
@@ -76,13 +79,7 @@ async def connect(settings: PipelineSettings, name: str) -> AbstractRobustConnec
     try:
         async for attempt in retrying:
             with attempt:
-                connection = await aio_pika.connect_robust(
-                    url,
-                    client_properties={"connection_name": name},
-                    connection_class=BackoffRobustConnection,
-                    reconnect_interval=settings.reconnect_interval_s,
-                )
-                return watch(connection, name, settings.broker_address)
+                return await _connect_first_node(settings, name)
     except RetryError as exc:
         cause = exc.last_attempt.exception()
         raise BrokerUnreachableError(_unreachable(settings, cause)) from None
@@ -106,6 +103,37 @@ async def connect(settings: PipelineSettings, name: str) -> AbstractRobustConnec
             raise
         raise BrokerUnreachableError(_tls_failed(settings, tls)) from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _connect_first_node(
+    settings: PipelineSettings, name: str
+) -> AbstractRobustConnection:
+    """A connection to the first node of ``PIPELINE_AMQP_URL`` that answers.
+
+    A node that does not answer is skipped; credentials refused end the
+    search at once (the nodes of one cluster share their users). When no
+    node answers, the last node's error goes to the caller's back-off.
+    """
+    urls = settings.amqp_urls
+    last: BaseException | None = None
+    for index, url in enumerate(urls):
+        try:
+            connection = await aio_pika.connect_robust(
+                url,
+                client_properties={"connection_name": name},
+                connection_class=BackoffRobustConnection,
+                reconnect_interval=settings.reconnect_interval_s,
+            )
+        except Exception as exc:
+            if not _is_retryable(exc) or index == len(urls) - 1:
+                raise
+            log.info("broker node %s did not answer (%s); trying the next node",
+                     address(url, 5672), _describe(exc))
+            last = exc
+            continue
+        connection.use_nodes(urls, index)
+        return watch(connection, name, settings.broker_address)
+    raise last or AssertionError("no node")  # pragma: no cover
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from aio_pika import RobustConnection
 from aio_pika.abc import AbstractRobustConnection
+from yarl import URL
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,53 @@ class BackoffRobustConnection(RobustConnection):
 
     lost_at: float | None = None
     _base_interval_s: float = 1.0
+    # The cluster's nodes (PIPELINE_AMQP_URL as a list), tried in turn: the
+    # connection moves to the next node on each reconnect attempt.
+    _nodes: tuple[URL, ...] = ()
+    _node_index: int = 0
+    _transport: Any = None
+    _transport_resets: int = 0
+
+    def use_nodes(self, urls: tuple[str, ...], first: int) -> None:
+        """Reconnect through ``urls`` in turn, starting after node ``first`` (connected now)."""
+        self._nodes = tuple(URL(url) for url in urls)
+        self._node_index = first
+
+    @property
+    def node_address(self) -> str:
+        """``host:port`` of the node this connection uses (or tries) now."""
+        url = self.url
+        return f"{url.host}:{url.port}"
+
+    @property
+    def url(self) -> URL:
+        if self._nodes:
+            return self._nodes[self._node_index]
+        return self._url
+
+    @url.setter
+    def url(self, value: URL) -> None:
+        self._url = value
+        if self._nodes:  # update_secret: the new password goes to every node
+            self._nodes = tuple(node.with_password(value.password) for node in self._nodes)
+
+    # aio-pika's reconnect loop clears ``transport`` right before each attempt
+    # and reads ``url`` in the attempt; it has no hook between the two. The
+    # first two clears are __init__ and the first attempt (on the node that
+    # answered); every later one is a reconnect after a loss or a failed
+    # attempt, which must go to the next node. Pinned by
+    # tests/faults/test_cluster.py and tests/integration/test_node_list.py.
+    @property
+    def transport(self) -> Any:
+        return self._transport
+
+    @transport.setter
+    def transport(self, value: Any) -> None:
+        if value is None and not getattr(self, "_close_called", False):
+            self._transport_resets += 1
+            if self._transport_resets > 2 and self._nodes:
+                self._node_index = (self._node_index + 1) % len(self._nodes)
+        self._transport = value
 
     @property
     def reconnect_interval(self) -> float:
@@ -53,7 +101,16 @@ class BackoffRobustConnection(RobustConnection):
 def watch(
     connection: AbstractRobustConnection, name: str, address: str
 ) -> AbstractRobustConnection:
-    """Log loss, restore and flow-control changes of ``connection``; return it."""
+    """Log loss, restore and flow-control changes of ``connection``; return it.
+
+    ``address`` names the broker in the lines; a connection that moves between
+    the nodes of a cluster names the node it lost or reached instead.
+    """
+
+    def node() -> str:
+        if isinstance(connection, BackoffRobustConnection) and connection._nodes:
+            return connection.node_address
+        return address
 
     def on_close(_: Any, exc: BaseException | None = None) -> None:
         if getattr(connection, "close_called", False) or connection.is_closed:
@@ -64,8 +121,9 @@ def watch(
             connection.lost_at = time.monotonic()
         log.warning(
             "connection %s to %s lost (%s); reconnecting with waits that grow with the "
-            "outage (up to %.0fs); publishes not yet confirmed raise PublishError",
-            name, address, _describe(exc), RECONNECT_MAX_INTERVAL_S,
+            "outage (up to %.0fs)%s; publishes not yet confirmed raise PublishError",
+            name, node(), _describe(exc), RECONNECT_MAX_INTERVAL_S,
+            _next_nodes(connection),
         )
 
     def on_reconnect(_: Any) -> None:
@@ -75,7 +133,7 @@ def watch(
             connection.lost_at = None
         log.warning(
             "connection %s to %s restored%s; channels, queues and consumers re-declared",
-            name, address, outage,
+            name, node(), outage,
         )
         _watch_flow_control(connection, name, address)
 
@@ -125,6 +183,12 @@ def _after(
             log.debug("flow-control log line failed", exc_info=True)
 
     return handler
+
+
+def _next_nodes(connection: AbstractRobustConnection) -> str:
+    if isinstance(connection, BackoffRobustConnection) and len(connection._nodes) > 1:
+        return ", trying the other nodes in turn"
+    return ""
 
 
 def _alarm_name(reason: str) -> str:

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.durations import parse_age
+from pipeline.node_list import address, split_urls
 from topology import DEFAULT_LADDER, RetryLadder
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -44,15 +45,20 @@ def redact_url(url: str) -> str:
 class PipelineSettings(BaseSettings):
     """Settings for publishers, consumers and the CLI (env prefix ``PIPELINE_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="PIPELINE_", frozen=True, extra="ignore")
+    # Inputs stay out of error messages: URLs carry passwords.
+    model_config = SettingsConfigDict(
+        env_prefix="PIPELINE_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     amqp_url: SecretStr = Field(
         SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
-        description="AMQP URL of the broker, vhost included",
+        description="AMQP URL of the broker, vhost included; a comma-separated list for the "
+        "nodes of a cluster (docs/scaling.md)",
     )
     management_url: SecretStr = Field(
         SecretStr("http://guest:guest@127.0.0.1:15672/"),
-        description="RabbitMQ management HTTP API (status, drift checks, UI link)",
+        description="RabbitMQ management HTTP API (status, drift checks, UI link); a "
+        "comma-separated list for a cluster",
     )
     service_name: str = Field("pipeline", description="CloudEvents source and connection name")
     app: str | None = Field(
@@ -122,6 +128,13 @@ class PipelineSettings(BaseSettings):
     def _unset_when_empty(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("amqp_url", "management_url")
+    @classmethod
+    def _urls_are_readable(cls, value: SecretStr) -> SecretStr:
+        # The message never quotes the value: it holds passwords.
+        split_urls(value.get_secret_value())
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level_in_capitals(cls, value: object) -> object:
@@ -161,15 +174,26 @@ class PipelineSettings(BaseSettings):
         return parse_age(self.inbox_retention)
 
     @property
+    def amqp_urls(self) -> tuple[str, ...]:
+        """Each node's AMQP URL, in the order clients try them (``pipeline.node_list``)."""
+        return split_urls(self.amqp_url.get_secret_value())
+
+    @property
+    def management_urls(self) -> tuple[str, ...]:
+        """Each node's management API URL, in the order clients try them."""
+        return split_urls(self.management_url.get_secret_value())
+
+    @property
     def safe_amqp_url(self) -> str:
-        return redact_url(self.amqp_url.get_secret_value())
+        return ",".join(redact_url(url) for url in self.amqp_urls)
 
     @property
     def broker_address(self) -> str:
-        parts = urlsplit(self.amqp_url.get_secret_value())
+        urls = self.amqp_urls
+        parts = urlsplit(urls[0])
         if parts.scheme == "memory":
             return f"memory://{parts.netloc}"
-        return f"{parts.hostname}:{parts.port or 5672}"
+        return ",".join(address(url, 5672) for url in urls)
 
     @property
     def is_memory(self) -> bool:
@@ -178,5 +202,5 @@ class PipelineSettings(BaseSettings):
 
     @property
     def vhost(self) -> str:
-        path = urlsplit(self.amqp_url.get_secret_value()).path
+        path = urlsplit(self.amqp_urls[0]).path
         return unquote(path[1:]) if len(path) > 1 else "/"

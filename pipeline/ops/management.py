@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
@@ -41,18 +41,15 @@ class ManagementClient:
     """``async with ManagementClient(settings) as api: await api.queues()``."""
 
     def __init__(self, settings: PipelineSettings, timeout_s: float = 5.0) -> None:
-        url = settings.management_url.get_secret_value()
-        parts = urlsplit(url)
-        netloc = f"{parts.hostname}:{parts.port or 15672}"
-        self.base_url = urlunsplit(parts._replace(netloc=netloc, path="")).rstrip("/")
+        # One entry per node of PIPELINE_MANAGEMENT_URL; requests go to the
+        # node that answered last and move on to the next when it does not.
+        self._nodes = [_Node(url) for url in settings.management_urls]
+        self._current = 0
+        self.base_url = self._nodes[0].base_url
         self.ui_url = self.base_url + "/"
         self.vhost = settings.vhost
-        self._safe_url = redact_url(url)
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url + "/api",
-            auth=(parts.username or "guest", parts.password or "guest"),
-            timeout=timeout_s,
-        )
+        self._safe_url = ",".join(redact_url(url) for url in settings.management_urls)
+        self._client = httpx.AsyncClient(timeout=timeout_s)
 
     async def __aenter__(self) -> ManagementClient:
         return self
@@ -89,14 +86,7 @@ class ManagementClient:
         API refuses the request. Request bodies are never quoted: they may
         hold passwords.
         """
-        try:
-            response = await self._client.request(method, path, json=json, params=params)
-        except httpx.HTTPError as exc:
-            raise BrokerUnreachableError(
-                f"the RabbitMQ management API at {self._safe_url} did not answer "
-                f"({type(exc).__name__}); enable it with "
-                "`rabbitmq-plugins enable rabbitmq_management` or set PIPELINE_MANAGEMENT_URL"
-            ) from None
+        response = await self._send(method, path, json, params)
         status = response.status_code
         what = f"{method} {path.split('?')[0]}"
         if status == 401:
@@ -114,6 +104,32 @@ class ManagementClient:
         if status >= 400:
             raise ConfigurationError(f"the management API refused {what}: HTTP {status}")
         return response
+
+    async def _send(
+        self, method: str, path: str, json: Any, params: dict[str, Any] | None
+    ) -> httpx.Response:
+        # A node that does not answer (down, restarting) is skipped; an
+        # answer of any status, even an error, ends the search.
+        count = len(self._nodes)
+        failure: httpx.HTTPError | None = None
+        for step in range(count):
+            node = self._nodes[(self._current + step) % count]
+            try:
+                response = await self._client.request(
+                    method, node.base_url + "/api" + path, json=json, params=params,
+                    auth=node.auth,
+                )
+            except httpx.HTTPError as exc:
+                failure = exc
+                continue
+            self._current = (self._current + step) % count
+            self.base_url = node.base_url
+            return response
+        raise BrokerUnreachableError(
+            f"the RabbitMQ management API at {self._safe_url} did not answer "
+            f"({type(failure).__name__}); enable it with "
+            "`rabbitmq-plugins enable rabbitmq_management` or set PIPELINE_MANAGEMENT_URL"
+        ) from None
 
     @property
     def _vhost_path(self) -> str:
@@ -142,3 +158,13 @@ class ManagementClient:
     async def overview(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.get("/overview")
         return result
+
+
+class _Node:
+    """One node's management API: base URL without credentials, and the credentials."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        netloc = f"{parts.hostname}:{parts.port or 15672}"
+        self.base_url = urlunsplit(parts._replace(netloc=netloc, path="")).rstrip("/")
+        self.auth = (unquote(parts.username or "guest"), unquote(parts.password or "guest"))

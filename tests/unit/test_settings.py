@@ -47,3 +47,25 @@ def test_prefetch_must_be_positive(monkeypatch):
     monkeypatch.setenv("PIPELINE_PREFETCH", "0")
     with pytest.raises(ValidationError):
         PipelineSettings()
+
+
+def test_a_cluster_is_a_comma_separated_list_of_nodes(monkeypatch):
+    monkeypatch.setenv("PIPELINE_AMQP_URL",
+                       "amqp://app:s3cret@rabbit-1:5672/prod, rabbit-2, rabbit-3:5673")
+    settings = PipelineSettings()
+    assert settings.amqp_urls == (
+        "amqp://app:s3cret@rabbit-1:5672/prod",
+        "amqp://app:s3cret@rabbit-2/prod",
+        "amqp://app:s3cret@rabbit-3:5673/prod",
+    )
+    assert settings.vhost == "prod"
+    assert settings.broker_address == "rabbit-1:5672,rabbit-2:5672,rabbit-3:5673"
+    assert "s3cret" not in settings.safe_amqp_url
+    assert "s3cret" not in repr(settings)
+
+
+def test_nodes_naming_different_vhosts_are_refused_without_the_password(monkeypatch):
+    monkeypatch.setenv("PIPELINE_AMQP_URL", "amqp://app:s3cret@a/prod,amqp://app:s3cret@b/test")
+    with pytest.raises(ValidationError, match="different vhosts") as caught:
+        PipelineSettings()
+    assert "s3cret" not in str(caught.value)
