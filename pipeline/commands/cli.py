@@ -14,7 +14,16 @@ from importlib.metadata import PackageNotFoundError, version
 
 from pydantic import ValidationError
 
-from pipeline.commands import asyncapi, consume, demo, events, outbox, publish, topology
+from pipeline.commands import (
+    asyncapi,
+    consume,
+    consumers,
+    demo,
+    events,
+    outbox,
+    publish,
+    topology,
+)
 from pipeline.commands import console as console_command
 from pipeline.commands import dead_letters as dead_letters_command
 from pipeline.commands import status as status_command
@@ -56,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="overrides PIPELINE_LOG_LEVEL (default INFO)",
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (topology, publish, consume, demo, dead_letters_command, status_command,
-                   users_command, events, asyncapi, outbox, console_command):
+    for module in (topology, publish, consume, consumers, demo, dead_letters_command,
+                   status_command, users_command, events, asyncapi, outbox, console_command):
         module.register(subparsers)
     return parser
 

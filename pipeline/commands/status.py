@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import logging
 import time
+from dataclasses import replace
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -22,7 +23,9 @@ from rich.text import Text
 
 from pipeline.commands.output import console, print_json
 from pipeline.commands.topology import load_topology
+from pipeline.control.pause import read_pauses
 from pipeline.durations import format_duration
+from pipeline.errors import PipelineError
 from pipeline.exits import ExitCode
 from pipeline.ledger.lag import ledger_line, with_ledger_lag
 from pipeline.ops.status import QueueState, StatusReport, read_status
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
     topology = load_topology(settings)
     if args.watch:
         return asyncio.run(_watch(args, settings, topology))
-    report = asyncio.run(read_status(settings, topology, args.max_stored))
+    report = asyncio.run(read_flow_status(settings, topology, args.max_stored))
     report = with_ledger_lag(settings, report)
     if args.json:
         print_json(report.as_dict())
@@ -61,17 +64,29 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
 
 async def _watch(args: argparse.Namespace, settings: PipelineSettings, topology: Topology) -> int:
     """Redraw every ``--interval`` seconds; on Ctrl-C exit with the last snapshot's code."""
-    report = await read_status(settings, topology, args.max_stored)
+    report = await read_flow_status(settings, topology, args.max_stored)
     with Live(render(report), console=console(), auto_refresh=False) as live:
         try:
             while True:
                 await asyncio.sleep(max(0.2, args.interval))
                 report = with_ledger_lag(
-                    settings, await read_status(settings, topology, args.max_stored))
+                    settings, await read_flow_status(settings, topology, args.max_stored))
                 live.update(render(report), refresh=True)
         except (KeyboardInterrupt, asyncio.CancelledError):
             pass
     return ExitCode.OK if report.is_ok else ExitCode.PROBLEM
+
+
+async def read_flow_status(settings: PipelineSettings, topology: Topology,
+                           max_stored: int) -> StatusReport:
+    """The status with each consumer's pause, read from the control log when it can be."""
+    note = None
+    try:
+        paused = {name: pause.note for name, pause in (await read_pauses(settings)).items()}
+    except PipelineError as exc:
+        paused, note = {}, f"pause states unknown: {exc}"
+    report = await read_status(settings, topology, max_stored, paused)
+    return replace(report, flow_note=note)
 
 
 def render(report: StatusReport) -> RenderableType:
@@ -84,7 +99,8 @@ def render(report: StatusReport) -> RenderableType:
     for column in ("ready", "unack", "cons", "in/s", "out/s", "ack/s"):
         table.add_column(column, justify="right", no_wrap=True)
     for consumer in report.consumers:
-        _row(table, consumer.queue, consumer.queue.name, warn_idle=True)
+        label = consumer.queue.name + (" (paused)" if consumer.paused else "")
+        _row(table, consumer.queue, label, warn_idle=consumer.paused is None)
         for label, rung in consumer.rungs:
             _row(table, rung, f"  └ retry {label}")
     table.add_section()
@@ -104,6 +120,8 @@ def render(report: StatusReport) -> RenderableType:
     lines: list[RenderableType] = [table, store]
     if report.ledger is not None:
         lines.append(Text(ledger_line(report)))
+    if report.flow_note:
+        lines.append(Text(report.flow_note, style="yellow"))
     return Group(*lines, verdict)
 
 

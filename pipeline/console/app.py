@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.console import actions, audit_pages, event_pages, login, pages
 from pipeline.console.audit import AuditLog
-from pipeline.console.flow import NoFlowControl
+from pipeline.console.flow import ControlLogFlow
 from pipeline.console.ledger_view import LedgerView
 from pipeline.console.overview import load_topology
 from pipeline.console.protocols import FlowControl
@@ -68,14 +68,16 @@ def create_app(settings: PipelineSettings, console: ConsoleSettings,
                flow: FlowControl | None = None) -> Starlette:
     """The console for the pipeline of ``settings`` (``PIPELINE_APP`` names its consumers).
 
-    ``flow`` is the pause/resume seam (default: ``NoFlowControl``). Raises
+    ``flow`` is the pause/resume seam (default: ``ControlLogFlow``, the control log). Raises
     ``ConfigurationError`` when ``PIPELINE_APP`` or a database URL is wrong.
     """
     audit_log = AuditLog(console.audit_url)
     gate = StoreGate()
-    flow = flow or NoFlowControl()
+    topology = load_topology(settings)
+    flow = flow or ControlLogFlow(q.consumer for q in topology.queues
+                                  if q.role == "consumer" and q.consumer is not None)
     state = ConsoleState(
-        settings=settings, console=console, topology=load_topology(settings),
+        settings=settings, console=console, topology=topology,
         sessions=SessionStore(console.session_idle_s, console.session_max_s),
         audit=audit_log, gate=gate, runner=ActionRunner(audit_log, gate, flow),
         ledger=LedgerView(settings), flow=flow,

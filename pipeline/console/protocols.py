@@ -3,11 +3,9 @@
     FlowControl   reads each consumer's flow state and pauses or resumes one,
                   acting as the user who asked (their ``PipelineSettings``)
 
-The console ships ``NoFlowControl`` (``flow.py``): this version of the
-pipeline has no pause or resume command yet. When the flow-control commands
-exist, an implementation that sends them (as the user, on the control log)
-is passed to ``create_app`` and the console's buttons work; nothing else of
-the console changes.
+The console runs ``ControlLogFlow`` (``flow.py``): pause and resume are the
+commands ``pipeline consumers pause|resume`` appends to the control log, sent
+as the logged-in user. ``NoFlowControl`` disables the buttons.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ from pipeline.consume.protocols import (
 from pipeline.consume.tracing_middleware import TracingMiddleware
 from pipeline.control.cancel import CancelGuard
 from pipeline.control.log import ControlLog
+from pipeline.control.pause import PauseSwitch
+from pipeline.control.protocols import ControlHandler
 from pipeline.ledger.recorder import LedgerRecorder
 from pipeline.ops.metrics import PipelineMetrics
 from pipeline.publish.outbound import ExchangeCache
@@ -56,6 +58,9 @@ class WorkerPlan:
     app: App | None = None
     # The consumer's own retry rungs (RetryPolicy); None: the deployment's ladder.
     ladder: RetryLadder | None = None
+    # Pauses and resumes the worker as the control log says (`pipeline consumers
+    # pause`); None: a worker that cannot be paused (the admin notifier).
+    switch: PauseSwitch | None = None
 
 
 def standard_middlewares(
@@ -82,6 +87,7 @@ def plan_for(consumer: Consumer, settings: PipelineSettings, app: App | None = N
     # outcome, the cancellation too. Both read or write the broker only from
     # services of their own (docs/ledger.md).
     guard = CancelGuard(consumer.name)
+    switch = PauseSwitch(consumer.name)
     recorder = (LedgerRecorder(consumer.name, settings),) if settings.ledger else ()
     runtime = app.runtime if app is not None else None
     ladder = consumer.retry.ladder_for(settings.ladder)
@@ -94,21 +100,23 @@ def plan_for(consumer: Consumer, settings: PipelineSettings, app: App | None = N
         prefetch=consumer.prefetch or settings.prefetch,
         processor=dispatcher,
         failure=partial(LadderPolicy, retry=consumer.retry),
-        middlewares=(outermost, *recorder, guard, *inner, *users),
+        # A delivery that arrives while paused goes back before anything records it.
+        middlewares=(outermost, switch, *recorder, guard, *inner, *users),
         metrics=metrics,
-        services=(*_control_log(guard, consumer.name, settings), *recorder),
+        services=(*_control_log((guard, switch), consumer.name, settings), *recorder),
         app=app,
         ladder=ladder,
+        switch=switch,
     )
 
 
 def _control_log(
-    guard: CancelGuard, consumer: str, settings: PipelineSettings
+    handlers: Sequence[ControlHandler], consumer: str, settings: PipelineSettings
 ) -> tuple[ControlLog, ...]:
-    # memory:// has no stream queues, so no control log: cancel needs RabbitMQ.
+    # memory:// has no stream queues, so no control log: cancel and pause need RabbitMQ.
     if settings.is_memory:
         return ()
-    return (ControlLog([guard], consumer, settings.confirm_timeout_s),)
+    return (ControlLog(handlers, consumer, settings.confirm_timeout_s),)
 
 
 def plan_worker(app: App, name: str, settings: PipelineSettings) -> WorkerPlan:

@@ -157,8 +157,15 @@ async def _run(
             started_services.append(service)
         worker = Worker(channel, plan.consumer, plan.queue, plan.processor, policy,
                         plan.middlewares)
-        await worker.start(plan.prefetch)
-        probe.watch("consuming", lambda: worker.is_consuming)  # false once draining
+        switch = plan.switch
+        if switch is not None:
+            await switch.attach(worker, plan.prefetch)  # not consuming while paused
+        else:
+            await worker.start(plan.prefetch)
+        # False once draining; a paused worker is ready (it is where it should be).
+        probe.watch("consuming",
+                    lambda: worker.is_consuming or (
+                        switch is not None and switch.is_paused and not worker.is_closing))
         log.info(
             "consumer %s consuming %s on %s (prefetch %d, retry ladder %s)",
             plan.consumer, plan.queue, settings.safe_amqp_url, plan.prefetch,
@@ -166,6 +173,8 @@ async def _run(
         )
         started = time.monotonic()
         await stop.stop.wait()
+        if switch is not None:
+            await switch.detach()  # no resume after this point
         await _shut_down(worker, settings.shutdown_timeout_s, stop, plan.on_stop)
         log.info(
             "consumer %s stopped after %.0fs: %s",

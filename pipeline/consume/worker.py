@@ -48,6 +48,10 @@ class Worker:
         self._handle: CallNext = chain(middlewares, self._settle)
         self._queue: AbstractQueue | None = None
         self._tag: ConsumerTag | None = None
+        # Set by stop_consuming (the drain on shutdown): nothing resumes after it.
+        self._closing = False
+        # Pause and resume arrive from the control log as tasks; one at a time.
+        self._switching = asyncio.Lock()
         self._in_flight = 0  # deliveries between arrival and settling
         self._idle = asyncio.Event()
         self._idle.set()
@@ -60,14 +64,39 @@ class Worker:
     def is_consuming(self) -> bool:
         return self._tag is not None
 
-    async def start(self, prefetch: int) -> None:
-        """Set the prefetch and start consuming (the queue must exist)."""
+    @property
+    def is_closing(self) -> bool:
+        return self._closing
+
+    async def start(self, prefetch: int, consuming: bool = True) -> None:
+        """Set the prefetch and start consuming (the queue must exist).
+
+        ``consuming=False`` (the consumer is paused) attaches nothing until ``resume``.
+        """
         await self._channel.set_qos(prefetch_count=prefetch)
         self._queue = await self._channel.get_queue(self.queue_name, ensure=True)
-        self._tag = await self._queue.consume(self._on_message)
+        if consuming:
+            await self.resume()
+
+    async def resume(self) -> None:
+        """Consume again after ``pause`` (no-op while consuming or once stopping)."""
+        async with self._switching:
+            if self._queue is None or self._tag is not None or self._closing:
+                return
+            self._tag = await self._queue.consume(self._on_message)
+
+    async def pause(self) -> None:
+        """Cancel the consumer tag: the broker sends nothing more; in-flight ones carry on."""
+        async with self._switching:
+            await self._cancel_tag()
 
     async def stop_consuming(self) -> None:
-        """Ask the broker for no more deliveries; in-flight ones carry on."""
+        """Ask the broker for no more deliveries, for good; in-flight ones carry on."""
+        self._closing = True
+        async with self._switching:
+            await self._cancel_tag()
+
+    async def _cancel_tag(self) -> None:
         if self._queue is not None and self._tag is not None:
             tag, self._tag = self._tag, None
             try:

@@ -56,6 +56,22 @@ class CancelEvent(ControlCommand):
 
 
 @register_command
+class PauseConsumer(ControlCommand):
+    """Stop consuming ``consumer`` on every replica until a ``ResumeConsumer``."""
+
+    kind: ClassVar[str] = "consumers.pause"
+    consumer: str = Field(min_length=1)
+
+
+@register_command
+class ResumeConsumer(ControlCommand):
+    """Consume ``consumer`` again after a ``PauseConsumer``."""
+
+    kind: ClassVar[str] = "consumers.resume"
+    consumer: str = Field(min_length=1)
+
+
+@register_command
 class SyncMarker(ControlCommand):
     """Written by a worker when it starts: reading it back means it has read the log."""
 

@@ -10,11 +10,14 @@ one of these, each with what to do (docs/operations.md):
     store-growing        events reached the store during the broker's last
                          sampling window (its publish rate is above 0)
     notices-parked       the admin notifier parked notices it could not deliver
+    paused               an operator paused a consumer (``pipeline consumers pause``):
+                         its events wait in its queue until it is resumed
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -69,6 +72,7 @@ class ConsumerStatus:
     name: str
     queue: QueueState
     rungs: tuple[tuple[str, QueueState], ...]  # (label, state), in ladder order
+    paused: str | None = None  # who paused it and when (``pipeline consumers pause``)
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class StatusReport:
     ledger: QueueState | None = None
     ledger_lag_s: float | None = None
     ledger_note: str | None = None
+    # Why the pause states are not shown (the control log could not be read).
+    flow_note: str | None = None
 
     @property
     def is_ok(self) -> bool:
@@ -110,7 +116,10 @@ class StatusReport:
 
 
 async def read_status(
-    settings: PipelineSettings, topology: Topology, max_stored: int = 0
+    settings: PipelineSettings,
+    topology: Topology,
+    max_stored: int = 0,
+    paused: Mapping[str, str] | None = None,
 ) -> StatusReport:
     """Ask the management API about every queue in ``topology``.
 
@@ -125,7 +134,7 @@ async def read_status(
                 f"vhost {settings.vhost!r} does not exist on the broker; create it or fix "
                 "PIPELINE_AMQP_URL, then run `pipeline topology apply`"
             ) from None
-    return build_report(settings.vhost, topology, listed, max_stored)
+    return build_report(settings.vhost, topology, listed, max_stored, paused=paused)
 
 
 def build_report(
@@ -134,8 +143,11 @@ def build_report(
     listed: dict[str, dict[str, Any]],
     max_stored: int = 0,
     now: float | None = None,
+    paused: Mapping[str, str] | None = None,
 ) -> StatusReport:
     """The report for the broker's queue listing ``listed`` (name -> API object).
+
+    ``paused``: the paused consumers, each with who paused it and when.
 
     Each consumer's rungs are the ones ``topology`` declares for it: the
     deployment's ladder, or its own ``RetryPolicy``'s.
@@ -151,6 +163,7 @@ def build_report(
             state(q.name),
             tuple((r.name.rsplit(".retry.", 1)[-1], state(r.name))
                   for r in topology.queues_of(q.consumer) if r.role == "retry"),
+            (paused or {}).get(q.consumer),
         )
         for q in topology.queues
         if q.role == "consumer" and q.consumer is not None
@@ -178,9 +191,15 @@ def _problems(report: StatusReport, declared: set[str], max_stored: int) -> tupl
         found.append(Problem("missing-queue", ",".join(missing),
                              f"{shown} do not exist: run `pipeline topology apply`"))
     ledger = [(naming.LEDGER, report.ledger)] if report.ledger is not None else []
-    for name, queue in [(c.name, c.queue) for c in report.consumers] + [
-        (naming.ADMIN_NOTIFIER, report.notifier), *ledger
-    ]:
+    for consumer in report.consumers:
+        if consumer.paused is not None:
+            found.append(Problem(
+                "paused", consumer.queue.name,
+                f"{consumer.name} is {consumer.paused}: {consumer.queue.ready} messages wait in "
+                f"{consumer.queue.name}; `pipeline consumers resume {consumer.name}`",
+            ))
+    running = [(c.name, c.queue) for c in report.consumers if c.paused is None]
+    for name, queue in [*running, (naming.ADMIN_NOTIFIER, report.notifier), *ledger]:
         if queue.exists and queue.ready > 0 and queue.consumers == 0:
             found.append(Problem(
                 "no-consumer", queue.name,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
+from pipeline.control.pause import read_pauses
 from tests.console.conftest import logged_in
+from tests.support.console import broker_user
 from tests.support.runtime import queue_state
 from tests.support.store import fill_store
+from topology import naming
 
 pytestmark = pytest.mark.integration
 
@@ -115,14 +119,38 @@ async def test_purging_a_group_asks_first_then_deletes_only_that_group(
     assert await stored(store_settings) == 4
 
 
-async def test_pause_is_refused_with_a_sentence_until_the_pipeline_has_flow_control(
-        console, operator):
-    user, password = operator
+async def test_operator_pauses_and_resumes_a_consumer_on_the_control_log_as_themselves(
+        console, broker, vhost, store_settings):
+    await fill_store(store_settings, things=1, others=0)  # the topology, the control log
+    # An operator as `pipeline users` makes one, who may also read the control log
+    read = "^(" + re.escape(STORE) + "|" + re.escape(naming.CONTROL_LOG) + ")$"
+    with broker_user(broker, vhost, "management", "^$", "^amq\\.default$", read) as (
+            user, password):
+        async with logged_in(console, user, password) as client:
+            assert "running" in (await client.get("/")).text
+            done = await console.finished(client, await console.act(
+                client, "/actions/pause", consumer="alpha"))
+            assert "paused alpha" in done
+            # The pause is on the control log, issued by the console's user
+            paused = await read_pauses(store_settings)
+            assert paused["alpha"].issued_by == user
+            assert "beta" not in paused
+            overview = (await client.get("/")).text
+            assert "paused" in overview
+            assert "Resume" in overview
+            done = await console.finished(client, await console.act(
+                client, "/actions/resume", consumer="alpha"))
+            assert "resumed alpha" in done
+            assert await read_pauses(store_settings) == {}
+
+
+async def test_a_read_only_user_cannot_pause_the_broker_refuses_the_command(
+        console, monitor, store_settings):
+    await fill_store(store_settings, things=1, others=0)
+    user, password = monitor
     async with logged_in(console, user, password) as client:
-        overview = (await client.get("/")).text
-        assert "alpha" in overview
-        assert "no pause/resume commands yet" in overview
         done = await console.finished(client, await console.act(
             client, "/actions/pause", consumer="alpha"))
         assert "failed" in done
-        assert "no pause/resume commands yet" in done
+        assert "ACCESS_REFUSED" in done
+    assert await read_pauses(store_settings) == {}

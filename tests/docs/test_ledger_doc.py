@@ -50,8 +50,8 @@ async def test_the_job_status_example_reads_a_failed_a_completed_and_an_unknown_
 def test_the_documented_command_travels_through_the_log_format():
     namespace: dict[str, object] = {}
     try:
-        exec(compile(example("pause-command"), str(DOC), "exec"), namespace)
-        pause = namespace["PauseConsumer"](consumer="billing")
-        assert decode(encode(pause)) == pause
+        exec(compile(example("log-level-command"), str(DOC), "exec"), namespace)
+        command = namespace["SetLogLevel"](level="DEBUG")
+        assert decode(encode(command)) == command
     finally:
-        COMMANDS.pop("consumers.pause", None)
+        COMMANDS.pop("workers.log-level", None)

@@ -46,7 +46,7 @@ def test_an_untraced_worker_opens_no_spans_but_passes_the_trace_on():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "MetricsMiddleware LedgerRecorder CancelGuard",  # no span layer at all
+        "MetricsMiddleware PauseSwitch LedgerRecorder CancelGuard",  # no span layer at all
         "0af7651916cd43dd8448eb211c80319c b7ad6b7169203331",
         f"{TRACEPARENT} vendor=1",
         "-",
@@ -70,4 +70,5 @@ def test_a_worker_built_after_the_sdk_was_installed_opens_spans():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "MetricsMiddleware", "LedgerRecorder", "CancelGuard", "TracingMiddleware"]
+        "MetricsMiddleware", "PauseSwitch", "LedgerRecorder", "CancelGuard",
+        "TracingMiddleware"]
