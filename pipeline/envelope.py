@@ -9,6 +9,7 @@ use (binary mode, HTTP). See docs/events.md for the format.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -54,13 +55,19 @@ def wrap(
     source: str,
     subject: str | None = None,
     extensions: Mapping[str, str] | None = None,
+    event_id: str | None = None,
 ) -> CloudEvent:
     """Put a typed event in a fresh envelope with a new UUID and the current UTC time.
+
+    ``event_id`` replaces the new UUID: publishing again with the same id
+    (after a ``ConfirmTimeoutError``) lets consumers drop the duplicate.
 
     ``extensions`` are CloudEvents extension attributes (``correlationid``...);
     raises ``ValueError`` for a name the spec does not allow (lowercase
     letters and digits) or one that is a core attribute.
     """
+    if event_id is not None and (not isinstance(event_id, str) or not event_id.strip()):
+        raise ValueError("an event id must be a non-empty string")
     extra = dict(extensions or {})
     for name in extra:
         if not _EXTENSION_NAME.match(name) or name in CloudEvent.model_fields:
@@ -68,7 +75,7 @@ def wrap(
                              "lowercase letters and digits, and not a core attribute's name")
     return CloudEvent(
         specversion="1.0",
-        id=str(uuid.uuid4()),
+        id=event_id or str(uuid.uuid4()),
         source=source,
         type=event.event_type,
         time=datetime.now(UTC),
@@ -94,6 +101,24 @@ def decode(body: bytes) -> CloudEvent:
         return cast(CloudEvent, _ENVELOPE.validate_json(body))
     except ValidationError as exc:
         raise InvalidMessageError(f"not a CloudEvents 1.0 JSON body: {_summary(exc)}") from None
+
+
+def identity(body: bytes) -> tuple[str | None, str | None]:
+    """(id, type) as the CloudEvent in ``body`` states them, or Nones; never raises.
+
+    Producers in other languages need not mirror them into the AMQP
+    ``message_id`` / ``type`` properties (and a body nested thousands of
+    levels deep must not crash whoever asks), so read them leniently.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    event_id, event_type = data.get("id"), data.get("type")
+    return (event_id if isinstance(event_id, str) and event_id else None,
+            event_type if isinstance(event_type, str) and event_type else None)
 
 
 def read_data(envelope: CloudEvent, model: type[E]) -> E:

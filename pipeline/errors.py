@@ -12,6 +12,7 @@
     │   ├── PublishRejectedError    the broker nacked it (queue full, limit)
     │   ├── ConfirmTimeoutError     no confirm in time: it may or may not be stored
     │   ├── MessageTooLargeError    bigger than max_message_bytes; never sent
+    │   ├── ReservedHeaderError     a caller set a pipeline-* or x-* header; never sent
     │   └── BatchPublishError       some events of a publish_many were not confirmed
     ├── InvalidMessageError         a body is not a valid CloudEvent / event model
     ├── LedgerError                 the event ledger cannot answer (docs/ledger.md)
@@ -72,7 +73,14 @@ class TopologyDriftError(TopologyError):
 
 
 class PublishError(PipelineError):
-    """The event was not confirmed by the broker; the caller must decide what to do."""
+    """The event was not confirmed by the broker; the caller must decide what to do.
+
+    ``event_id`` is the CloudEvents id ``Publisher.publish`` gave the event
+    (None where no single event is meant): publish again with
+    ``event_id=error.event_id`` so a consumer can drop the duplicate by id.
+    """
+
+    event_id: str | None = None
 
 
 class UnroutableError(PublishError):
@@ -98,6 +106,14 @@ class ConfirmTimeoutError(PublishError):
 
 class MessageTooLargeError(PublishError):
     """The encoded event is bigger than ``max_message_bytes``; it was not sent."""
+
+
+class ReservedHeaderError(PublishError):
+    """A caller passed a ``pipeline-*`` or ``x-*`` header; the event was not sent.
+
+    Those headers belong to the pipeline's failure path and to the broker;
+    put your own data in the event or in a header with another prefix.
+    """
 
 
 class BatchPublishError(PublishError):

@@ -1,4 +1,4 @@
-"""``pipeline publish TYPE --data JSON|@file``: publish one event, print its id."""
+"""``pipeline publish TYPE --data JSON|@file [--id ID]``: publish one event, print its id."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--data", required=True, help="the event data as JSON, or @file.json")
     parser.add_argument("--routing-key", help="defaults to the event type")
     parser.add_argument("--subject", help="CloudEvents subject")
+    parser.add_argument("--id", dest="event_id", help="the CloudEvents id (default: a new "
+                        "UUID); give the same id again to retry a publish that timed out, "
+                        "so consumers can drop the duplicate")
     parser.add_argument("--json", action="store_true", help="print {id, type} as JSON")
     parser.set_defaults(run=run)
 
@@ -41,6 +44,8 @@ def read_data(text: str) -> Any:
 
 
 def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    if args.event_id is not None and not args.event_id.strip():
+        raise ConfigurationError("--id must not be empty")
     app = load_app(settings.app)
     model = app.events.get(args.type)
     if model is None:
@@ -57,7 +62,8 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
     async def publish() -> str:
         async with await Publisher.connect(settings, f"{settings.service_name}.cli") as publisher:
             return await publisher.publish(
-                event, routing_key=args.routing_key, subject=args.subject
+                event, routing_key=args.routing_key, subject=args.subject,
+                event_id=args.event_id,
             )
 
     event_id = asyncio.run(publish())

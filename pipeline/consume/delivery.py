@@ -12,6 +12,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from pipeline import headers as h
 from pipeline.envelope import CloudEvent
 from pipeline.publish.outbound import acknowledge
+from topology import naming
 
 if TYPE_CHECKING:
     from pipeline.consume.failure import Decision
@@ -55,7 +56,37 @@ class Delivery:
         return self.message.headers or {}
 
     @property
+    def is_own_retry(self) -> bool:
+        """True when this delivery is a copy ``failure.py`` made and one of our rungs returned.
+
+        Only then are the ``pipeline-*`` failure headers it carries ours. A rung
+        dead-letters an expired copy through the default exchange, so the
+        broker's newest death record names one of *this consumer's* rungs with
+        reason ``expired``, and the delivery's exchange is ``""``. An event
+        published through ``pipeline.events`` never qualifies, whatever
+        headers it carries (docs/retries.md, "Which headers are trusted").
+        """
+        if self.message.exchange != "":
+            return False
+        queue, reason = h.newest_death(self.message.headers)
+        rungs = naming.retry_queue(self.consumer, "")
+        return reason == "expired" and queue is not None and queue.startswith(rungs)
+
+    @property
+    def is_fresh(self) -> bool:
+        """True for an event as a publisher sent it (not a rung's or a replay's copy).
+
+        Our rungs and ``pipeline dead-letters replay`` send through the default
+        exchange straight to the consumer queue; anything else arrived as
+        published, and its ``pipeline-*`` headers are the publisher's.
+        """
+        return self.message.exchange != ""
+
+    @property
     def retry_count(self) -> int:
+        """Retries so far: our counter on a copy our rung returned, else 0."""
+        if not self.is_own_retry:
+            return 0
         return h.read_int(self.message.headers, h.RETRY_COUNT)
 
     @property
@@ -71,6 +102,6 @@ class Delivery:
     @property
     def origin_routing_key(self) -> str:
         """The key it was first published with (a rung redelivers with the queue name)."""
-        return h.read_str(self.message.headers, h.ORIGIN_ROUTING_KEY) or (
-            self.message.routing_key or ""
-        )
+        recorded = None if self.is_fresh else h.read_str(self.message.headers,
+                                                          h.ORIGIN_ROUTING_KEY)
+        return recorded or (self.message.routing_key or "")

@@ -30,6 +30,7 @@ from pipeline.errors import (
     PublishError,
     UnknownEventTypeError,
 )
+from pipeline.ledger.identity import LEDGER_ID_HEADER, tag_generated
 from pipeline.publish.outbound import ExchangeCache, Hop, forward
 from pipeline.settings import PipelineSettings
 from topology import RetryLadder, RetryRung, naming
@@ -85,9 +86,35 @@ def describe_error(error: BaseException, limit_bytes: int) -> str:
 def failure_headers(
     delivery: Delivery, error: BaseException, settings: PipelineSettings
 ) -> dict[str, Any]:
-    """The original's headers, minus the broker's, plus our failure bookkeeping."""
+    """The original's headers, minus the broker's, plus our failure bookkeeping.
+
+    Headers are data, not instructions: on a fresh event every ``pipeline-*``
+    header came from its publisher and is dropped; the origin is always the
+    queue this consumer consumed, and the retry count is set by the caller
+    from ``Delivery.retry_count`` (trusted only on a copy our rung returned).
+    """
     message = delivery.message
-    headers = h.without_broker_headers(message.headers)
+    if delivery.is_fresh:
+        headers = h.without_our_headers(message.headers)
+        if LEDGER_ID_HEADER in (message.headers or {}):
+            # The ledger's key of an id-less event, recomputed from the body
+            # rather than taken from a header anyone could have set.
+            tag_generated(headers, message.body)
+    else:
+        headers = h.without_broker_headers(message.headers)
+    _add_error(headers, error, settings)
+    headers[h.ORIGIN_QUEUE] = delivery.queue
+    if delivery.is_fresh:
+        headers[h.ORIGIN_EXCHANGE] = message.exchange or ""
+    else:  # a rung or a replay: the exchange it was first published to is ours to keep
+        headers.setdefault(h.ORIGIN_EXCHANGE, message.exchange or "")
+    headers[h.ORIGIN_ROUTING_KEY] = delivery.origin_routing_key
+    headers.pop(h.DEAD_LETTER_REASON, None)
+    headers.pop(h.DEAD_LETTERED_AT, None)
+    return headers
+
+
+def _add_error(headers: dict[str, Any], error: BaseException, settings: PipelineSettings) -> None:
     now = h.now_iso()
     headers.setdefault(h.FIRST_FAILED_AT, now)
     headers[h.LAST_FAILED_AT] = now
@@ -95,11 +122,14 @@ def failure_headers(
     headers[h.TRACEBACK] = h.truncate(
         "".join(traceback.format_exception(error)), settings.traceback_header_bytes
     )
-    # A rung redelivers through the default exchange with the queue name as
-    # key, so the origin is recorded on the first failure only.
-    headers.setdefault(h.ORIGIN_QUEUE, delivery.queue)
-    headers.setdefault(h.ORIGIN_EXCHANGE, message.exchange or "")
-    headers.setdefault(h.ORIGIN_ROUTING_KEY, message.routing_key or "")
+
+
+def parking_headers(
+    delivery: Delivery, error: BaseException, settings: PipelineSettings
+) -> dict[str, Any]:
+    """A dead letter's own headers (what the notice is about) plus why it could not be sent."""
+    headers = h.without_broker_headers(delivery.message.headers)
+    _add_error(headers, error, settings)
     return headers
 
 
@@ -187,7 +217,7 @@ class ParkingPolicy:
         self._settings = settings
 
     async def handle(self, delivery: Delivery, error: BaseException) -> Outcome:
-        headers = failure_headers(delivery, error, self._settings)
+        headers = parking_headers(delivery, error, self._settings)
         target = naming.ADMIN_NOTIFIER_PARKED
         hop = Hop("park", target, "", target, {"pipeline.recoverability.action": "park"})
         if not await forward_or_return(

@@ -65,9 +65,7 @@ def published(message: AbstractIncomingMessage, now: datetime) -> Published:
 
 
 def _dead_letter_consumer(headers: dict[str, Any]) -> str:
-    queue = h.read_str(headers, h.ORIGIN_QUEUE)
-    if queue is None:  # the broker dead-lettered it (delivery limit): x-death names the queue
-        queue = h.read_str(headers, "x-first-death-queue")
+    queue = h.dead_letter_origin(headers)  # the broker's after a crash loop, else ours
     return (naming.consumer_of_queue(queue) if queue else None) or (queue or "unknown")
 
 

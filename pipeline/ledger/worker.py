@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from pipeline import headers as h
 from pipeline.consume.delivery import Delivery, Outcome
-from pipeline.consume.failure import failure_headers, forward_or_return
+from pipeline.consume.failure import forward_or_return, parking_headers
 from pipeline.consume.plan import WorkerPlan, standard_middlewares
 from pipeline.consume.protocols import PlanFactory
 from pipeline.errors import LedgerUnavailableError
@@ -62,7 +62,7 @@ class LedgerParking:
         self._settings = settings
 
     async def handle(self, delivery: Delivery, error: BaseException) -> Outcome:
-        headers = failure_headers(delivery, error, self._settings)
+        headers = parking_headers(delivery, error, self._settings)
         target = naming.LEDGER_PARKED
         hop = Hop("park", target, "", target, {"pipeline.recoverability.action": "park"})
         if not await forward_or_return(

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from pipeline import envelope, tracing
+from pipeline import headers as h
 from pipeline.errors import MessageTooLargeError
 from pipeline.events import Event, validate_event_type
 from pipeline.outbox.doorbell import DOORBELL
@@ -53,9 +54,11 @@ class Outbox:
 
         It is published after the transaction commits, by a relay, with the
         current trace context. Raises ``MessageTooLargeError`` (over
-        ``PIPELINE_MAX_MESSAGE_BYTES``) and ``ValueError`` (a bad routing key
-        or extension name) here, in the caller's transaction, not later.
+        ``PIPELINE_MAX_MESSAGE_BYTES``), ``ReservedHeaderError`` and
+        ``ValueError`` (a bad routing key or extension name) here, in the
+        caller's transaction, not later.
         """
+        h.refuse_reserved(headers)  # the relay would refuse it later, outside the transaction
         key = validate_event_type(routing_key) if routing_key else event.event_type
         cloud_event = envelope.wrap(event, self._source, subject, extensions)
         body = envelope.encode(cloud_event)

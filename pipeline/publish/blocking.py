@@ -46,11 +46,12 @@ class BlockingPublisher:
         subject: str | None = None,
         headers: Mapping[str, Any] | None = None,
         extensions: Mapping[str, str] | None = None,
+        event_id: str | None = None,
     ) -> str:
         """Publish and block until confirmed; return the event id (see ``Publisher.publish``)."""
         return self._call(
             self._publisher.publish(event, routing_key=routing_key, subject=subject,
-                                    headers=headers, extensions=extensions)
+                                    headers=headers, extensions=extensions, event_id=event_id)
         )
 
     def publish_many(self, events: Iterable[Event | tuple[Event, str]]) -> list[str]:

@@ -29,7 +29,7 @@ from aiormq.exceptions import (
 from aiormq.exceptions import PublishError as ReturnedError
 from opentelemetry.trace import Link
 
-from pipeline import tracing
+from pipeline import envelope, tracing
 from pipeline.errors import (
     ConfirmTimeoutError,
     PublishError,
@@ -192,6 +192,13 @@ def copy_message(original: AbstractIncomingMessage, headers: dict[str, Any]) -> 
     the publishing user) and so is ``expiration`` (a per-message TTL would cut
     a rung's queue-level wait short).
     """
+    # A foreign producer need not set message_id / type; without them the
+    # client would invent a random id, and the store would show that instead
+    # of the CloudEvent's own id. The envelope in the body is the truth.
+    message_id, event_type = original.message_id, original.type
+    if not (message_id and event_type):
+        body_id, body_type = envelope.identity(original.body)
+        message_id, event_type = message_id or body_id, event_type or body_type
     return Message(
         original.body,
         headers=headers,
@@ -201,9 +208,9 @@ def copy_message(original: AbstractIncomingMessage, headers: dict[str, Any]) -> 
         priority=original.priority,
         correlation_id=original.correlation_id,
         reply_to=original.reply_to,
-        message_id=original.message_id,
+        message_id=message_id,
         timestamp=original.timestamp,
-        type=original.type,
+        type=event_type,
         app_id=original.app_id,
     )
 

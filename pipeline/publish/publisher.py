@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiormq import spec
 
 from pipeline import envelope, tracing
+from pipeline import headers as h
 from pipeline.connection import connect
 from pipeline.errors import BatchPublishError, MessageTooLargeError, PublishError
 from pipeline.events import Event, validate_event_type
@@ -116,19 +117,28 @@ class Publisher:
         subject: str | None = None,
         headers: Mapping[str, Any] | None = None,
         extensions: Mapping[str, str] | None = None,
+        event_id: str | None = None,
     ) -> str:
         """Publish one event; return its CloudEvents id once the broker confirmed it.
 
-        ``extensions`` are CloudEvents extension attributes for the envelope.
-        Raises ``UnroutableError`` when no consumer queue is bound for the
-        routing key, ``MessageTooLargeError`` before sending an oversized
-        event, another ``PublishError`` when it was not confirmed, and
-        ``ValueError`` for an extension name CloudEvents does not allow.
+        ``extensions`` are CloudEvents extension attributes for the envelope;
+        ``event_id`` is the id to use instead of a new UUID (give the same one
+        when publishing again after a ``PublishError``: its ``event_id`` says
+        which). Raises ``UnroutableError`` when no consumer queue is bound for
+        the routing key, ``MessageTooLargeError`` before sending an oversized
+        event, ``ReservedHeaderError`` for a ``pipeline-*`` / ``x-*`` header,
+        another ``PublishError`` when it was not confirmed, and ``ValueError``
+        for an extension name CloudEvents does not allow or an empty id.
         """
         key = validate_event_type(routing_key) if routing_key else event.event_type
-        cloud_event = envelope.wrap(event, self._settings.service_name, subject, extensions)
+        cloud_event = envelope.wrap(event, self._settings.service_name, subject, extensions,
+                                    event_id)
         body = envelope.encode(cloud_event)
-        await self.publish_raw(cloud_event, body, key, headers)
+        try:
+            await self.publish_raw(cloud_event, body, key, headers)
+        except PublishError as exc:
+            exc.event_id = cloud_event.id
+            raise
         return cloud_event.id
 
     async def publish_raw(
@@ -138,7 +148,12 @@ class Publisher:
         routing_key: str,
         headers: Mapping[str, Any] | None = None,
     ) -> None:
-        """Publish an already encoded envelope (the CLI and replays use this)."""
+        """Publish an already encoded envelope (the CLI and the outbox relay use this).
+
+        Raises ``ReservedHeaderError`` before sending when ``headers`` hold a
+        ``pipeline-*`` or ``x-*`` header: those are never a caller's to set.
+        """
+        h.refuse_reserved(headers)
         if len(body) > self._settings.max_message_bytes:
             raise MessageTooLargeError(
                 f"event {cloud_event.id} ({cloud_event.type}) is {len(body)} bytes, over "

@@ -20,18 +20,19 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
+from pipeline import envelope, tracing
 from pipeline import headers as h
-from pipeline import tracing
 from topology import naming
 
 CRASH_LOOP_ERROR = "no handler error: the consumer process died (or was stopped) on every delivery"
 
 
-def _first_death(headers: Mapping[str, Any]) -> Mapping[str, Any]:
+def _newest_death(headers: Mapping[str, Any]) -> Mapping[str, Any]:
     deaths = headers.get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[-1], Mapping):
-        # x-death is newest first; the last entry is the first death.
-        return deaths[-1]
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
+        # x-death is newest first: a crash loop after a retry has the
+        # consumer queue's delivery_limit first and the rung's expiry after it.
+        return deaths[0]
     return {}
 
 
@@ -49,15 +50,26 @@ def _as_datetime(value: Any) -> datetime | None:
 
 
 def broker_origin(headers: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
-    """(queue, exchange, routing key) where the broker dead-lettered a message itself."""
-    death = _first_death(headers)
-    queue = h.read_str(headers, "x-first-death-queue") or h.read_str(death, "queue")
-    exchange = h.read_str(headers, "x-first-death-exchange")
-    if exchange is None:
-        exchange = h.read_str(death, "exchange")
+    """(queue, exchange, routing key) where the broker last dead-lettered a message itself."""
+    death = _newest_death(headers)
+    if not death:
+        queue = h.read_str(headers, "x-last-death-queue") or h.read_str(
+            headers, "x-first-death-queue")
+        exchange = h.read_str(headers, "x-last-death-exchange") or h.read_str(
+            headers, "x-first-death-exchange")
+        return queue, exchange, None
     keys = death.get("routing-keys")
     key = keys[0] if isinstance(keys, list) and keys else None
-    return queue, exchange, key.decode() if isinstance(key, bytes) else key
+    return (h.read_str(death, "queue"), h.read_str(death, "exchange"),
+            key.decode() if isinstance(key, bytes) else key)
+
+
+def _json(body: bytes) -> Any:
+    """The body as JSON, or None; never raises (a body nested thousands deep included)."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -81,17 +93,19 @@ class StoredMessage:
     @classmethod
     def read(cls, message: AbstractIncomingMessage, position: int) -> StoredMessage:
         headers = dict(message.headers or {})
+        body_id, body_type = (None, None) if message.message_id and message.type else (
+            envelope.identity(message.body))
         reason = h.dead_letter_reason(headers)
-        origin = h.read_str(headers, h.ORIGIN_QUEUE) or broker_origin(headers)[0]
+        origin = h.dead_letter_origin(headers)
         error = h.read_str(headers, h.LAST_ERROR)
         if error is None:
             error = CRASH_LOOP_ERROR if reason == h.DeadLetterReason.DELIVERY_LIMIT else "-"
         at = _as_datetime(headers.get(h.DEAD_LETTERED_AT)) or _as_datetime(
-            _first_death(headers).get("time")
+            _newest_death(headers).get("time")
         ) or _as_datetime(message.timestamp)
         return cls(
-            message_id=message.message_id or "(no id)",
-            event_type=message.type or "unknown",
+            message_id=message.message_id or body_id or "(no id)",
+            event_type=message.type or body_type or "unknown",
             consumer=naming.consumer_of_queue(origin or "") or origin or "unknown",
             origin_queue=origin,
             reason=reason,
@@ -114,10 +128,9 @@ class StoredMessage:
 
     def body_for_display(self) -> Any:
         """The body as JSON if it is JSON, else as text, else base64 (never lossy)."""
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            pass
+        data = _json(self.body)
+        if data is not None or self.body.strip() == b"null":
+            return data
         try:
             return self.body.decode()
         except UnicodeDecodeError:

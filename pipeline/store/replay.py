@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from pipeline import headers as h
 from pipeline import tracing
+from pipeline.app import load_app
 from pipeline.errors import PublishError
 from pipeline.publish.outbound import ExchangeCache, Hop, forward
 from pipeline.settings import PipelineSettings
@@ -29,6 +30,22 @@ Progress = Callable[[int, int], None]  # (done, total)
 def replay_target(stored: StoredMessage) -> str | None:
     """The queue a message goes back to: the one whose consumer failed on it."""
     return stored.origin_queue
+
+
+def refusal(target: str | None, consumer_queues: Collection[str]) -> str | None:
+    """Why a stored message may not be replayed to ``target``, or None when it may.
+
+    A replay goes only to the queue of a consumer declared in the App: never
+    the notifier's queue, the store, a rung or anything else a stored header
+    might name (headers are data; docs/dead-letters.md).
+    """
+    if target is None:
+        return "no origin queue recorded; replay it by hand (see docs/dead-letters.md)"
+    if target not in consumer_queues:
+        return (f"its origin {target!r} is not the queue of a consumer of this App "
+                f"({', '.join(sorted(consumer_queues)) or 'none'}), so it is not replayed "
+                "and stays in the store")
+    return None
 
 
 def replay_headers(original: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +78,7 @@ async def replay(
     dry_run: bool = False,
     rate_per_s: float | None = None,
     progress: Progress | None = None,
+    consumers: Collection[str] | None = None,
 ) -> ReplayReport:
     """Republish the selected messages to their original queues, confirmed, then remove them.
 
@@ -68,8 +86,13 @@ async def replay(
     that failed (never the events exchange: other consumers get no
     duplicate). The store copy is acked only after the broker confirmed the
     replayed one; a crash in between leaves both (one duplicate, no loss).
-    Raises ``BrokerUnreachableError`` / ``ConfigurationError`` before anything is sent.
+    Only consumers of the App (``consumers``, default: those of
+    ``PIPELINE_APP``) are replay targets; any other origin is refused and
+    the entry kept. Raises ``BrokerUnreachableError`` / ``ConfigurationError``
+    before anything is sent.
     """
+    names = load_app(settings.app).consumers if consumers is None else consumers
+    consumer_queues = frozenset(naming.consumer_queue(name) for name in names)
     report = ReplayReport()
     async with scan(settings) as found:
         chosen = found.select(selection)
@@ -82,7 +105,12 @@ async def replay(
         for done, (stored, message) in enumerate(chosen):
             if interval:
                 await asyncio.sleep(max(0.0, started + done * interval - time.monotonic()))
-            error = await _replay_one(exchanges, stored, message, settings.confirm_timeout_s)
+            error = refusal(replay_target(stored), consumer_queues)
+            if error is None:
+                error = await _replay_one(exchanges, stored, message,
+                                          settings.confirm_timeout_s)
+            else:
+                log.error("replay of %s refused: %s", stored.message_id, error)
             if error is None:
                 report.replayed.append(stored)
             else:
@@ -96,9 +124,7 @@ async def _replay_one(
     exchanges: ExchangeCache, stored: StoredMessage, message: AbstractIncomingMessage,
     timeout_s: float,
 ) -> str | None:
-    target = replay_target(stored)
-    if target is None:
-        return "no origin queue recorded; replay it by hand (see docs/dead-letters.md)"
+    target = replay_target(stored) or ""
     headers = replay_headers(stored.headers)
     attributes = {
         "pipeline.recoverability.action": "replay",

@@ -229,7 +229,8 @@ class TestPipeline:
 
     async def replay(self, *event_ids: str) -> ReplayReport:
         """Replay dead letters (all of them without ids) as ``pipeline dead-letters replay``."""
-        report = await replay(self.settings, Selection(ids=frozenset(event_ids)))
+        report = await replay(self.settings, Selection(ids=frozenset(event_ids)),
+                              consumers=self.app.consumers)
         await self.settle()
         return report
 

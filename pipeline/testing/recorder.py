@@ -10,7 +10,6 @@ from pipeline import headers as h
 from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.consume.failure import DeadLetter, Retry
 from pipeline.consume.protocols import CallNext
-from pipeline.store.entry import broker_origin
 
 
 @dataclass(frozen=True)
@@ -63,5 +62,4 @@ class OutcomeRecorder:
 def _origin_queue(delivery: Delivery) -> str:
     # Ours when failure.py dead-lettered it; the broker's x-death after a crash loop.
     headers = delivery.headers
-    return (h.read_str(headers, h.ORIGIN_QUEUE) or broker_origin(headers)[0]
-            or delivery.queue)
+    return h.dead_letter_origin(headers) or delivery.queue

@@ -11,7 +11,6 @@ from pipeline.consume.delivery import Outcome
 from pipeline.memory.broker import MemoryBroker
 from pipeline.memory.message import QueuedMessage
 from pipeline.memory.vhost import VirtualHost
-from pipeline.store.entry import broker_origin
 from pipeline.testing.recorder import Attempt
 from topology import RetryLadder, naming
 
@@ -94,7 +93,7 @@ def _messages(broker: MemoryBroker, vhost: VirtualHost, name: str) -> list[Queue
 
 def _origin(message: QueuedMessage) -> str | None:
     headers = message.headers
-    return h.read_str(headers, h.ORIGIN_QUEUE) or broker_origin(headers)[0]
+    return h.dead_letter_origin(headers)
 
 
 def _notified(broker: MemoryBroker, vhost: VirtualHost, attempts: Sequence[Attempt],

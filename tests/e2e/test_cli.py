@@ -49,6 +49,15 @@ def test_publish_prints_the_id_after_the_confirm_and_the_event_arrives(settings)
     assert printed["type"] == "orders.order.placed"
     assert len(printed["id"]) == 36
 
+    # the same id again (a retry after a timeout) is kept, so consumers can drop it
+    again = pipeline(
+        "publish", "orders.order.placed", "--id", "order-1-try",
+        "--data", '{"order_id": "1", "customer": "ada", "amount_cents": 100}',
+        **urls(settings),
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "order-1-try"
+
 
 @pytest.mark.parametrize(
     ("args", "expected"),

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import App, Consumer, MessageTooLargeError, Publisher, UnroutableError
 from pipeline.envelope import CONTENT_TYPE
-from pipeline.errors import BatchPublishError
+from pipeline.errors import BatchPublishError, ReservedHeaderError
 from tests.conftest import make_settings
 from tests.support.events import ThingHappened
 from tests.support.runtime import drain
@@ -87,3 +87,46 @@ async def test_publish_many_reports_exactly_which_events_were_not_confirmed(sett
     stored = await drain(settings, "pipeline.things", expect=6)
     assert {m.message_id for m in stored} == {*ids, *raised.value.confirmed}
     assert failed_id not in {m.message_id for m in stored}
+
+
+@pytest.mark.parametrize("name", ["pipeline-retry-count", "Pipeline-Origin-Queue", "x-death",
+                                  "x-first-death-queue"])
+async def test_a_callers_pipeline_or_broker_header_is_refused_and_nothing_is_sent(
+    settings, connection, name
+):
+    await declare(settings, connection, Consumer("things", ["things.#"]))
+
+    async with await Publisher.connect(settings) as publisher:
+        with pytest.raises(ReservedHeaderError, match=f"headers {name} are reserved"):
+            await publisher.publish(ThingHappened(n=1), headers={name: 99, "tenant": "a"})
+        # a header of the caller's own is fine
+        await publisher.publish(ThingHappened(n=2), headers={"tenant": "a"})
+
+    [message] = await drain(settings, "pipeline.things", expect=1)
+    assert json.loads(message.body)["data"]["n"] == 2
+    assert message.headers["tenant"] == "a"
+
+
+async def test_a_publish_retried_with_the_same_id_can_be_deduplicated_by_that_id(
+    settings, connection
+):
+    # Given a publish that was not confirmed (here: nothing bound for it yet)
+    await declare(settings, connection, Consumer("others", ["billing.#"]))
+    async with await Publisher.connect(settings) as publisher:
+        with pytest.raises(UnroutableError) as raised:
+            await publisher.publish(ThingHappened(n=1))
+        failed_id = raised.value.event_id
+        assert failed_id
+
+        # When the caller publishes again with the id the error names, and with its own id
+        await declare(settings, connection, Consumer("things", ["things.#"]))
+        again = await publisher.publish(ThingHappened(n=1), event_id=failed_id)
+        own = await publisher.publish(ThingHappened(n=2), event_id="order-42")
+        with pytest.raises(ValueError, match="non-empty"):
+            await publisher.publish(ThingHappened(n=3), event_id=" ")
+
+    # Then both copies carry the id the caller chose, in the body and the properties
+    assert (again, own) == (failed_id, "order-42")
+    messages = await drain(settings, "pipeline.things", expect=2)
+    assert [(m.message_id, json.loads(m.body)["id"]) for m in messages] == [
+        (failed_id, failed_id), ("order-42", "order-42")]

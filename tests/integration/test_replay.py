@@ -43,6 +43,11 @@ def switchable(name: str, switch: Switch) -> Consumer:
     return consumer
 
 
+def fixed_app() -> App:
+    """What `PIPELINE_APP` names for the CLI: replay targets only its consumers' queues."""
+    return App([switchable("fixed", Switch())])
+
+
 async def store_count(settings) -> int:
     return (await queue_state(settings, STORE))[0]
 
@@ -66,7 +71,7 @@ async def test_replay_makes_the_fixed_handler_succeed_and_empties_the_store(sett
 
         # When the bug is fixed and everything is replayed
         switch.broken = False
-        report = await replay(settings, Selection())
+        report = await replay(settings, Selection(), consumers=["fixed"])
 
         # Then the handler succeeds on each, once, and the store is empty
         async def handled() -> None:
@@ -108,6 +113,7 @@ async def test_dry_run_and_filters_replay_nothing_or_only_what_was_chosen(settin
         switch.broken = False
         for name, value in cli_env(settings).items():
             monkeypatch.setenv(name, value)
+        monkeypatch.setenv("PIPELINE_APP", "tests.integration.test_replay:fixed_app")
 
         assert await run_cli(["dead-letters", "replay", "--all", "--dry-run"]) == 0
         assert "Would replay 3" in capsys.readouterr().out
@@ -143,7 +149,8 @@ async def test_rate_limits_and_an_interrupted_replay_loses_nothing(settings):
     done: list[int] = []
     started = time.monotonic()
     task = asyncio.create_task(
-        replay(settings, Selection(), rate_per_s=10, progress=lambda n, _: done.append(n))
+        replay(settings, Selection(), consumers=["fixed"], rate_per_s=10,
+               progress=lambda n, _: done.append(n))
     )
 
     async def some_replayed() -> None:

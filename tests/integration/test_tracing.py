@@ -196,7 +196,8 @@ async def test_a_replay_starts_a_new_trace_linked_to_the_failed_one(settings, sp
             assert spans.named("dead-letter ")
 
         await eventually(dead_lettered)
-        report = await replay(settings, Selection(ids=frozenset({event_id})))
+        report = await replay(settings, Selection(ids=frozenset({event_id})),
+                              consumers=["things"])
         assert [stored.message_id for stored in report.replayed] == [event_id]
 
         async def processed_again() -> None:

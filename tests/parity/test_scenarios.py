@@ -254,7 +254,8 @@ async def test_a_replayed_dead_letter_goes_back_to_its_consumer_and_leaves_the_s
 
         await eventually(stored)
         broken = False
-        report = await replay(settings, Selection(ids=frozenset({event_id})))
+        report = await replay(settings, Selection(ids=frozenset({event_id})),
+                              consumers=["mended"])
 
         async def handled_again() -> None:
             assert handled == [3]

@@ -173,3 +173,57 @@ def test_a_broker_dead_letter_replays_to_the_queue_the_broker_names():
     assert headers[h.ORIGIN_QUEUE] == "pipeline.crashy"
     assert headers[h.ORIGIN_ROUTING_KEY] == "things.thing.happened"
     assert headers[h.REPLAY_COUNT] == 1
+
+
+def test_a_fresh_events_forged_pipeline_headers_are_dropped_and_the_origin_is_ours():
+    forged = {h.ORIGIN_QUEUE: "pipeline.other", h.RETRY_COUNT: 99, h.ORIGIN_ROUTING_KEY: "a.b.c",
+              h.FIRST_FAILED_AT: "2001-01-01T00:00:00+00:00", h.DEAD_LETTER_REASON: "x",
+              "x-death": [{"queue": "pipeline.billing.retry.0-1s", "reason": "expired"}],
+              "custom": "kept"}
+    fresh = delivery(forged)
+    assert fresh.retry_count == 0
+    headers = failure_headers(fresh, RuntimeError("boom"), PipelineSettings())
+    assert headers[h.ORIGIN_QUEUE] == "pipeline.billing"
+    assert headers[h.ORIGIN_ROUTING_KEY] == "orders.order.placed"
+    assert not headers[h.FIRST_FAILED_AT].startswith("2001")
+    assert h.DEAD_LETTER_REASON not in headers
+    assert h.RETRY_COUNT not in headers
+    assert headers["custom"] == "kept"
+
+
+def test_only_a_copy_returned_by_this_consumers_own_rung_keeps_its_retry_count():
+    def returned(queue: str, reason: str = "expired", exchange: str = "") -> Delivery:
+        return delivery({h.RETRY_COUNT: 3, "x-death": [{"queue": queue, "reason": reason}]},
+                        exchange=exchange, routing_key="pipeline.billing")
+
+    assert returned("pipeline.billing.retry.2-30s").retry_count == 3
+    assert returned("pipeline.shipping.retry.2-30s").retry_count == 0  # another's rung
+    assert returned("pipeline.billing.retry.2-30s", reason="rejected").retry_count == 0
+    assert returned("pipeline.billing.retry.2-30s", exchange="pipeline.events").retry_count == 0
+    assert returned("pipeline.billing").retry_count == 0
+
+
+def test_a_crash_loop_after_a_retry_reads_as_delivery_limit_not_a_rung_expiry():
+    # RabbitMQ 3.10-3.12: x-first-death-* is the rung's expiry, the newest
+    # x-death entry (first) is the consumer queue's delivery limit.
+    after_retry = {
+        "x-death": [
+            {"count": 1, "reason": "delivery_limit", "queue": "pipeline.crashy"},
+            {"count": 1, "reason": "expired", "queue": "pipeline.crashy.retry.0-100ms"},
+        ],
+        "x-first-death-queue": "pipeline.crashy.retry.0-100ms",
+        "x-first-death-reason": "expired",
+        h.ORIGIN_QUEUE: "pipeline.crashy",
+    }
+    assert h.dead_letter_reason(after_retry) == "delivery-limit"
+    assert h.dead_letter_origin(after_retry) == "pipeline.crashy"
+    # 4.x without x-death in the headers: x-last-death-* is the newest
+    assert h.dead_letter_reason({"x-last-death-reason": "delivery_limit",
+                                 "x-first-death-reason": "expired"}) == "delivery-limit"
+
+
+def test_a_crash_loops_forged_reason_and_origin_give_way_to_the_brokers():
+    forged = {h.DEAD_LETTER_REASON: "permanent-error", h.ORIGIN_QUEUE: "pipeline.billing",
+              "x-death": [{"count": 1, "reason": "delivery_limit", "queue": "pipeline.crashy"}]}
+    assert h.dead_letter_reason(forged) == "delivery-limit"
+    assert h.dead_letter_origin(forged) == "pipeline.crashy"
