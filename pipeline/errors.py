@@ -25,6 +25,7 @@ Handlers signal what should happen to a message by raising:
 
     HandlerError
     ├── TransientError              retry on the ladder (any other exception too)
+    │   └── HandlerTimeout          raised for the handler past ``Consumer(timeout=...)``
     └── PermanentError              dead-letter at once; retrying cannot help
 
 ``pipeline.exits.exit_code_for`` maps each branch to a process exit code.
@@ -151,6 +152,10 @@ class TransientError(HandlerError):
 
 class PermanentError(HandlerError):
     """Retrying cannot help: the message goes to the dead-letter store at once."""
+
+
+class HandlerTimeout(TransientError):
+    """The handler ran past its consumer's ``timeout`` and was cancelled: next rung."""
 
 
 class LedgerError(PipelineError):

@@ -1,6 +1,6 @@
 """Declaring a consumer: its name, binding patterns, prefetch and typed handlers.
 
-    billing = Consumer("billing", patterns=["orders.#"], prefetch=10)
+    billing = Consumer("billing", patterns=["orders.#"], prefetch=10, timeout="30s")
 
     @billing.handler
     async def charge(event: OrderPlaced) -> None: ...
@@ -17,10 +17,12 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from pipeline.consume.injection import PLAIN, Injection, injection_for
 from pipeline.consume.retry import DEFAULT_POLICY, RetryPolicy
+from pipeline.consume.time_limit import timeout_seconds
 from pipeline.errors import ConfigurationError
 from pipeline.events import Event
 from topology import Subscription, naming
@@ -74,6 +76,7 @@ class Consumer:
         retry: RetryPolicy | None = None,
         middlewares: Sequence[ConsumeMiddleware] = (),
         inbox: Inbox | None = None,
+        timeout: timedelta | float | str | None = None,
     ) -> None:
         try:
             self.name = naming.validate_consumer_name(name)
@@ -91,6 +94,8 @@ class Consumer:
         self.middlewares = tuple(middlewares)
         # Idempotent: each event id's handler effects once (pipeline.inbox).
         self.inbox = inbox
+        # A handler running longer is cancelled and its message retried (time_limit.py).
+        self.timeout_s = timeout_seconds(timeout)
         self._routes: dict[str, Route] = {}
 
     @property

@@ -15,6 +15,7 @@ from pipeline.consume.consumer import Consumer, Route
 from pipeline.consume.context import Context
 from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.consume.runtime import AppRuntime
+from pipeline.consume.time_limit import TimeLimit
 from pipeline.errors import UnknownEventTypeError
 from pipeline.events import Event
 from topology import RetryLadder
@@ -49,8 +50,29 @@ class EventDispatcher:
         self._inbox = consumer.inbox
         # Route.handler_name is computed on each access; a route never changes.
         self._handler_names: dict[str, str] = {}
+        limit_s = consumer.timeout_s
+        self._limit = TimeLimit(consumer.name, limit_s) if limit_s is not None else None
 
     def __call__(self, delivery: Delivery) -> Awaitable[None]:
+        """Decode and route ``delivery``; the awaitable runs the handler within its time limit.
+
+        Raises as ``_start`` does; past ``Consumer(timeout=...)`` the awaitable
+        raises ``HandlerTimeout`` (time_limit.py).
+        """
+        work = self._start(delivery)
+        if self._limit is None or delivery.envelope is None:
+            return work
+        return self._limit.run(work, delivery.envelope.id, self._name_of(delivery.envelope.type))
+
+    def _name_of(self, event_type: str) -> str:
+        name = self._handler_names.get(event_type)
+        if name is None:
+            route = self._consumer.route_for(event_type)
+            name = route.handler_name if route is not None else event_type
+            self._handler_names[event_type] = name
+        return name
+
+    def _start(self, delivery: Delivery) -> Awaitable[None]:
         """Decode and route ``delivery``; the awaitable it returns runs the handler.
 
         Raises ``InvalidMessageError`` or ``UnknownEventTypeError`` on the call
@@ -122,10 +144,7 @@ class EventDispatcher:
         return self._ladder[min(retries, len(self._ladder)) - 1].label
 
     async def _traced_handler(self, route: Route, event: Event, kwargs: dict[str, Any]) -> None:
-        handler_name = self._handler_names.get(route.event_type)
-        if handler_name is None:
-            handler_name = self._handler_names[route.event_type] = route.handler_name
-        with tracing.handler_span(route.event_type, handler_name) as span:
+        with tracing.handler_span(route.event_type, self._name_of(route.event_type)) as span:
             try:
                 await route.handler(event, **kwargs)
             except Exception as exc:

@@ -7,7 +7,7 @@ be stored the original is nacked back to its queue: nothing is lost. See
 docs/retries.md.
 
     TransientError, any other Exception    -> next rung, or dead-letter
-                                              (retries-exhausted) after the last
+    (HandlerTimeout: past the time limit)     (retries-exhausted) after the last
     PermanentError, a consumer's ``throws``  -> dead-letter (permanent-error)
     InvalidMessageError                    -> dead-letter (invalid-message)
     UnknownEventTypeError                  -> dead-letter (unknown-event-type)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pipeline.app import App, load_app
 from pipeline.consume.plan import WorkerPlan, plan_worker
 from pipeline.consume.process import StopSignal, serve_worker
+from pipeline.consume.time_limit import run_to_end
 from pipeline.errors import ConfigurationError, PipelineError
 from pipeline.exits import ExitCode, exit_code_for
 from pipeline.ops.group_health import GroupMetrics, GroupReadiness
@@ -41,7 +42,7 @@ def run_group(
     except PipelineError as exc:
         log.error("configuration error: %s", exc)
         return exit_code_for(exc)
-    return asyncio.run(serve_group(settings, plans, topology))
+    return run_to_end(serve_group(settings, plans, topology))  # see process.run_named
 
 
 async def serve_group(

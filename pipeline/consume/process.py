@@ -19,6 +19,7 @@ from pipeline.app import App, load_app
 from pipeline.connection import connect
 from pipeline.consume.plan import WorkerPlan, plan_worker
 from pipeline.consume.protocols import WorkerService
+from pipeline.consume.time_limit import run_to_end
 from pipeline.consume.worker import Worker
 from pipeline.declare import declare_topology
 from pipeline.errors import PipelineError
@@ -45,7 +46,9 @@ def run_named(settings: PipelineSettings, name: str, app: App | None = None) -> 
     except PipelineError as exc:
         log.error("configuration error: %s", exc)
         return exit_code_for(exc)
-    return asyncio.run(run_worker(settings, plan, topology))
+    # Not asyncio.run: a handler that ignored its time limit's cancellation must not
+    # keep the process from exiting (time_limit.py).
+    return run_to_end(run_worker(settings, plan, topology))
 
 
 class StopSignal:
