@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from pipeline.consume.injection import PLAIN, Injection, injection_for
+from pipeline.consume.rate import rate_per_second
 from pipeline.consume.retry import DEFAULT_POLICY, RetryPolicy
 from pipeline.consume.time_limit import timeout_seconds
 from pipeline.errors import ConfigurationError
@@ -77,6 +78,7 @@ class Consumer:
         middlewares: Sequence[ConsumeMiddleware] = (),
         inbox: Inbox | None = None,
         timeout: timedelta | float | str | None = None,
+        rate: str | float | None = None,
     ) -> None:
         try:
             self.name = naming.validate_consumer_name(name)
@@ -96,6 +98,8 @@ class Consumer:
         self.inbox = inbox
         # A handler running longer is cancelled and its message retried (time_limit.py).
         self.timeout_s = timeout_seconds(timeout)
+        # At most this many handlers start per second in each process (rate.py).
+        self.rate_per_s = rate_per_second(rate)
         self._routes: dict[str, Route] = {}
 
     @property

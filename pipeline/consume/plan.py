@@ -23,6 +23,7 @@ from pipeline.consume.protocols import (
     Processor,
     WorkerService,
 )
+from pipeline.consume.rate import RateLimit, cap_prefetch
 from pipeline.consume.tracing_middleware import TracingMiddleware
 from pipeline.control.cancel import CancelGuard
 from pipeline.control.log import ControlLog
@@ -94,14 +95,16 @@ def plan_for(consumer: Consumer, settings: PipelineSettings, app: App | None = N
     dispatcher = EventDispatcher(consumer, traced=tracing.is_enabled(), runtime=runtime,
                                  ladder=ladder)
     users = (*(app.middlewares if app is not None else ()), *consumer.middlewares)
+    # Waiting for a rate slot happens after a cancel was honoured, before any span.
+    limit = (RateLimit(consumer.rate_per_s),) if consumer.rate_per_s is not None else ()
     return WorkerPlan(
         consumer=consumer.name,
         queue=consumer.queue,
-        prefetch=consumer.prefetch or settings.prefetch,
+        prefetch=cap_prefetch(consumer.prefetch or settings.prefetch, consumer.rate_per_s),
         processor=dispatcher,
         failure=partial(LadderPolicy, retry=consumer.retry),
         # A delivery that arrives while paused goes back before anything records it.
-        middlewares=(outermost, switch, *recorder, guard, *inner, *users),
+        middlewares=(outermost, switch, *recorder, guard, *limit, *inner, *users),
         metrics=metrics,
         services=(*_control_log((guard, switch), consumer.name, settings), *recorder),
         app=app,
