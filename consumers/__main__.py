@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from pipeline.app import load_app
 from pipeline.consume.group import run_group
 from pipeline.consume.process import run_named
+from pipeline.consume.redaction import redactor_for
 from pipeline.errors import ConfigurationError
 from pipeline.exits import ExitCode
 from pipeline.logs import configure_logging
@@ -43,7 +44,13 @@ def main(argv: list[str]) -> int:
         return ExitCode.CONFIG
     if settings.app is None:
         settings = settings.model_copy(update={"app": REPOSITORY_APP})
-    configure_logging(settings.log_level)
+    try:
+        redact = redactor_for(settings)
+    except ConfigurationError as exc:
+        configure_logging(settings.log_level)
+        print(f"python -m consumers: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    configure_logging(settings.log_level, redact)
     everything = argv == ["--all"]
     if not argv or (not everything and any(name.startswith("-") for name in argv)):
         try:

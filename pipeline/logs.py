@@ -6,6 +6,10 @@ import logging
 import sys
 
 from pipeline import tracing
+from pipeline.consume.redaction import Redactor
+
+# A log line's message and its traceback are each capped at this many bytes.
+LOG_TEXT_BYTES = 16_384
 
 FORMAT = (
     "%(asctime)s %(levelname)s %(name)s "
@@ -22,11 +26,40 @@ class TraceContextFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Log to stderr with trace ids; called once by entry points, never on import."""
+class RedactionFilter(logging.Filter):
+    """Runs every message and traceback through the redaction step before it is written.
+
+    Exception text often quotes credentials (a connection URL, a bearer token);
+    log lines leave the process like failure headers do (``redaction.py``).
+    """
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad %-format: let the handler report it as usual
+            return True
+        record.msg, record.args = self._redact(message, LOG_TEXT_BYTES), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._redact(record.exc_text, LOG_TEXT_BYTES)
+        return True
+
+
+def configure_logging(level: str = "INFO", redact: Redactor | None = None) -> None:
+    """Log to stderr with trace ids, redacted; called once by entry points, never on import.
+
+    ``redact`` is the deployment's (``redactor_for(settings)``); the built-in
+    patterns apply without it.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(TraceContextFilter())
+    handler.addFilter(RedactionFilter(redact or Redactor()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -79,6 +79,10 @@ class PipelineSettings(BaseSettings):
     max_message_bytes: int = Field(1_048_576, ge=1024, description="refuse bigger events")
     error_header_bytes: int = Field(2048, ge=128, description="cap for error text in headers")
     traceback_header_bytes: int = Field(8192, ge=256, description="cap for traceback headers")
+    redaction_hook: str | None = Field(
+        None, description="module:function(str) -> str run on error text after the built-in "
+        "redaction (URL passwords, bearer tokens, key=secret), in headers, logs and notices",
+    )
     # `pipeline users apply`: role -> password, as JSON (docs/reliability.md).
     user_passwords: dict[str, SecretStr] = Field(
         default_factory=dict, description='{"publisher": "...", "billing": "..."}'

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipeline import headers as h
 from pipeline.consume.delivery import Delivery
+from pipeline.consume.redaction import redact_builtin
 from pipeline.store.entry import StoredMessage
 
 GroupKey = tuple[str, str, str]  # (consumer, event type, error type)
@@ -73,15 +75,20 @@ class DeadLetterNotice:
         )
 
 
-def notice_from(delivery: Delivery) -> DeadLetterNotice:
-    """Build a notice from the headers the failure policy (or the broker) wrote."""
+def notice_from(
+    delivery: Delivery, redact: Callable[[str], str] = redact_builtin
+) -> DeadLetterNotice:
+    """Build a notice from the headers the failure policy (or the broker) wrote.
+
+    ``redact`` is the deployment's redaction step (``redaction.py``).
+    """
     stored = StoredMessage.read(delivery.message, 0)
     return DeadLetterNotice(
         event_id=stored.message_id,
         event_type=stored.event_type,
         consumer=stored.consumer,
         reason=stored.reason,
-        error=stored.error,
+        error=redact(stored.error),
         attempts=stored.attempts,
         first_failed_at=h.read_str(stored.headers, h.FIRST_FAILED_AT),
         last_failed_at=h.read_str(stored.headers, h.LAST_FAILED_AT),

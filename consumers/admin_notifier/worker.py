@@ -11,6 +11,8 @@ cycle, rabbitmq-server#11174).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from consumers.admin_notifier.grouping import GroupingNotifier
 from consumers.admin_notifier.notice import notice_from
 from consumers.admin_notifier.protocols import Notifier
@@ -19,6 +21,7 @@ from consumers.admin_notifier.sinks import notifier_from_settings, with_retries
 from pipeline.consume.delivery import Delivery
 from pipeline.consume.failure import ParkingPolicy
 from pipeline.consume.plan import WorkerPlan, standard_middlewares
+from pipeline.consume.redaction import redactor_for
 from pipeline.ops.metrics import PipelineMetrics
 from pipeline.settings import PipelineSettings
 from topology import naming
@@ -29,11 +32,15 @@ NAME = naming.ADMIN_NOTIFIER
 class NoticeProcessor:
     """Builds the notice for one dead-lettered delivery and waits until it was delivered."""
 
-    def __init__(self, notifier: GroupingNotifier) -> None:
+    def __init__(self, notifier: GroupingNotifier, settings: PipelineSettings) -> None:
         self.notifier = notifier
+        redact, limit = redactor_for(settings), settings.error_header_bytes
+        # A dead letter's error text was redacted by the consumer that failed
+        # it, but not one the broker dead-lettered: every notice passes here.
+        self._redact: Callable[[str], str] = lambda text: redact(text, limit)
 
     async def __call__(self, delivery: Delivery) -> None:
-        await self.notifier.submit(notice_from(delivery))
+        await self.notifier.submit(notice_from(delivery, self._redact))
 
 
 def plan(
@@ -59,7 +66,7 @@ def plan(
         # Deliveries wait unacked for their group's notice: the prefetch is
         # how many dead letters one grouping window can hold.
         prefetch=options.prefetch,
-        processor=NoticeProcessor(grouping),
+        processor=NoticeProcessor(grouping, settings),
         failure=ParkingPolicy,
         middlewares=standard_middlewares(metrics),
         metrics=metrics,

@@ -29,6 +29,7 @@ from pipeline.commands import dead_letters as dead_letters_command
 from pipeline.commands import status as status_command
 from pipeline.commands import users as users_command
 from pipeline.commands.output import fail
+from pipeline.consume.redaction import redactor_for
 from pipeline.errors import PipelineError
 from pipeline.exits import ExitCode, exit_code_for
 from pipeline.logs import configure_logging
@@ -79,7 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level or "INFO")
         fail(describe_invalid_settings(exc))
         return ExitCode.CONFIG
-    configure_logging(args.log_level or settings.log_level)
+    try:
+        redact = redactor_for(settings)
+    except PipelineError as exc:
+        configure_logging(args.log_level or settings.log_level)
+        fail(str(exc))
+        return exit_code_for(exc)
+    configure_logging(args.log_level or settings.log_level, redact)
     if settings.is_memory and (args.command, getattr(args, "action", None)) not in IN_ONE_PROCESS:
         fail(
             f"PIPELINE_AMQP_URL is {settings.safe_amqp_url}, a broker that lives inside one "

@@ -23,6 +23,7 @@ from typing import Any
 
 from pipeline import headers as h
 from pipeline.consume.delivery import Delivery, Outcome
+from pipeline.consume.redaction import Redactor, redactor_for
 from pipeline.consume.retry import DEFAULT_POLICY, RetryPolicy
 from pipeline.errors import (
     InvalidMessageError,
@@ -79,8 +80,11 @@ def decide(
     return Retry(ladder[min(retry_count, len(ladder) - 1)], retry_count + 1)
 
 
-def describe_error(error: BaseException, limit_bytes: int) -> str:
-    return h.truncate(f"{type(error).__qualname__}: {error}", limit_bytes)
+def describe_error(
+    error: BaseException, limit_bytes: int, redact: Redactor | None = None
+) -> str:
+    """``Type: message``, redacted (``redaction.py``) and at most ``limit_bytes``."""
+    return (redact or Redactor())(f"{type(error).__qualname__}: {error}", limit_bytes)
 
 
 def failure_headers(
@@ -118,8 +122,9 @@ def _add_error(headers: dict[str, Any], error: BaseException, settings: Pipeline
     now = h.now_iso()
     headers.setdefault(h.FIRST_FAILED_AT, now)
     headers[h.LAST_FAILED_AT] = now
-    headers[h.LAST_ERROR] = describe_error(error, settings.error_header_bytes)
-    headers[h.TRACEBACK] = h.truncate(
+    redact = redactor_for(settings)
+    headers[h.LAST_ERROR] = describe_error(error, settings.error_header_bytes, redact)
+    headers[h.TRACEBACK] = redact(
         "".join(traceback.format_exception(error)), settings.traceback_header_bytes
     )
 
