@@ -30,6 +30,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from pipeline import header_depth
 from pipeline.connection_watch import BackoffRobustConnection, watch
 from pipeline.errors import BrokerUnreachableError, CredentialsRefusedError
 from pipeline.memory import connect_memory, is_memory_url
@@ -58,6 +59,7 @@ async def connect(settings: PipelineSettings, name: str) -> AbstractRobustConnec
     ``memory://`` URL connects to the broker inside this process
     (``pipeline.memory``) instead.
     """
+    header_depth.install()  # a deeply nested header must not kill the frame reader
     url = settings.amqp_url.get_secret_value()
     if is_memory_url(url):
         connection = await connect_memory(
