@@ -19,6 +19,7 @@ from rich.console import Console
 
 from bench import (
     consume,
+    delay,
     failure_path,
     latency,
     ledger,
@@ -43,6 +44,7 @@ CASES: dict[str, Case] = {
     "consume": consume.run,
     "failure": failure_path.run,
     "rung": rung_accuracy.run,
+    "delay": delay.run,
     "latency": latency.run,
     "memory": memory.run,
     "testing": testing.run,

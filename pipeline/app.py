@@ -21,6 +21,7 @@ from pipeline.consume.runtime import AppRuntime, Hook, LifespanFactory
 from pipeline.errors import ConfigurationError
 from pipeline.events import Event
 from topology import RetryLadder, Topology, build_topology
+from topology.delay import delay_topology
 from topology.ledger import control_topology, ledger_topology
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class App:
         """Everything to declare: consumers, rungs, dead letters, the control log, the ledger."""
         subscriptions = [c.subscription for c in self.consumers.values()]
         topology = build_topology(subscriptions, ladder, delivery_limit)
-        topology = topology.merged(control_topology())
+        topology = topology.merged(control_topology()).merged(delay_topology(subscriptions))
         if ledger:
             topology = topology.merged(ledger_topology(subscriptions))
         return topology

@@ -6,8 +6,10 @@ from aio_pika.abc import AbstractConnection
 
 from pipeline.errors import TopologyMismatchError
 from pipeline.memory.transport import MemoryConnection
-from topology import Topology, apply_topology
+from topology import Topology, apply_topology, naming
 from topology import TopologyMismatchError as _DeclareMismatch
+
+DELAY_PREFIX = naming.DELAY_EXCHANGE
 
 
 async def declare_topology(connection: AbstractConnection, topology: Topology) -> None:
@@ -17,7 +19,7 @@ async def declare_topology(connection: AbstractConnection, topology: Topology) -
     object that exists with other arguments; nothing is deleted.
     """
     if isinstance(connection, MemoryConnection):
-        topology = without_streams(topology)
+        topology = without_delays(without_streams(topology))
     try:
         await apply_topology(connection, topology)
     except _DeclareMismatch as exc:
@@ -37,4 +39,19 @@ def without_streams(topology: Topology) -> Topology:
         topology.exchanges,
         tuple(q for q in topology.queues if q.name not in streams),
         tuple(b for b in topology.bindings if b.queue not in streams),
+    )
+
+
+def without_delays(topology: Topology) -> Topology:
+    """``topology`` minus the delay levels: memory:// has no headers exchanges.
+
+    A delayed publish on memory:// is refused (docs/scheduling.md).
+    """
+    delay = {q.name for q in topology.queues if q.role == "delay"}
+    exchanges = tuple(e for e in topology.exchanges if not e.name.startswith(DELAY_PREFIX))
+    return Topology(
+        exchanges,
+        tuple(q for q in topology.queues if q.name not in delay),
+        tuple(b for b in topology.bindings
+              if b.queue not in delay and not b.exchange.startswith(DELAY_PREFIX)),
     )

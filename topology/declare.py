@@ -14,6 +14,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, ExchangeType
 from aiormq.exceptions import ChannelPreconditionFailed
@@ -80,6 +81,7 @@ _EXCHANGE_TYPES = {
     "topic": ExchangeType.TOPIC,
     "direct": ExchangeType.DIRECT,
     "fanout": ExchangeType.FANOUT,
+    "headers": ExchangeType.HEADERS,
 }
 
 
@@ -92,8 +94,13 @@ async def _declare_queue(channel: AbstractChannel, spec: QueueSpec) -> None:
 
 
 async def _bind(channel: AbstractChannel, spec: BindingSpec) -> None:
+    arguments: dict[str, Any] | None = dict(spec.arguments) or None
+    if spec.to_exchange:
+        destination = await channel.get_exchange(spec.queue, ensure=False)
+        await destination.bind(spec.exchange, routing_key=spec.pattern, arguments=arguments)
+        return
     queue = await channel.get_queue(spec.queue, ensure=False)
-    await queue.bind(spec.exchange, routing_key=spec.pattern)
+    await queue.bind(spec.exchange, routing_key=spec.pattern, arguments=arguments)
 
 
 async def apply_topology(connection: AbstractConnection, topology: Topology) -> None:

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-ExchangeType = Literal["topic", "direct", "fanout"]
+ExchangeType = Literal["topic", "direct", "fanout", "headers"]
 QueueRole = Literal[
-    "consumer", "retry", "dead-letter-store", "notifier", "parked", "ledger", "control"
+    "consumer", "retry", "dead-letter-store", "notifier", "parked", "ledger", "control", "delay"
 ]
 ArgumentValue = str | int | bool
 
@@ -49,11 +49,18 @@ class QueueSpec:
 
 @dataclass(frozen=True)
 class BindingSpec:
-    """Messages published to ``exchange`` with a key matching ``pattern`` reach ``queue``."""
+    """Messages published to ``exchange`` with a key matching ``pattern`` reach ``queue``.
+
+    ``to_exchange``: ``queue`` names an exchange (an exchange-to-exchange
+    binding). ``arguments``: a headers exchange's match, as sorted pairs (a
+    binding stays hashable).
+    """
 
     exchange: str
     queue: str
     pattern: str
+    arguments: tuple[tuple[str, str], ...] = ()
+    to_exchange: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,10 +86,13 @@ class Topology:
         A consumer declares only this on start, so it never touches (or
         fails on) another team's queues.
         """
+        # Not the delay levels: their last one dead-letters into pipeline.events,
+        # and declaring it would need write there, which a consumer must not
+        # have. `pipeline topology apply` or the scheduler declares them.
         shared = {"dead-letter-store", "notifier", "parked", "ledger", "control"}
         queues = tuple(q for q in self.queues if q.consumer == consumer or q.role in shared)
         names = {q.name for q in queues}
-        bindings = tuple(b for b in self.bindings if b.queue in names)
+        bindings = tuple(b for b in self.bindings if b.queue in names and not b.to_exchange)
         return Topology(self.exchanges, queues, bindings)
 
     def merged(self, other: Topology) -> Topology:

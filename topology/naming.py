@@ -56,7 +56,7 @@ def consumer_of_queue(queue: str) -> str | None:
         return None
     rest = queue[len(PREFIX) + 1 :]
     name = rest.split(".retry.", 1)[0]
-    if name.startswith("dead-letter") or "." in name:
+    if name.startswith("dead-letter") or "." in name or name == DELAY:
         return None
     return name
 
@@ -71,7 +71,34 @@ LEDGER_PARKED = f"{PREFIX}.ledger.parked"  # records the ledger cannot read
 CONTROL = "control"
 CONTROL_LOG = f"{PREFIX}.control.log"
 
+# Delayed delivery (docs/scheduling.md): an entrance exchange, then one
+# headers exchange and one TTL queue per delay level. Levels sort in order in
+# the UI (two digits) and the queue name says how long its messages wait.
+DELAY = "delay"
+DELAY_EXCHANGE = f"{PREFIX}.delay"
+
+
+def delay_exchange(level: int) -> str:
+    """The headers exchange in front of delay level ``level``: ``pipeline.delay.07``."""
+    return f"{DELAY_EXCHANGE}.{level:02d}"
+
+
+def delay_queue(level: int, label: str) -> str:
+    """Delay level ``level``'s queue, with its wait: ``pipeline.delay.07.8s``."""
+    return f"{DELAY_EXCHANGE}.{level:02d}.{label}"
+
+
+def delay_header(level: int) -> str:
+    """The header a delayed event carries for level ``level`` (``"1"``: wait there)."""
+    return f"{PREFIX}-delay-{level:02d}"
+
+
+# The scheduler's leadership queue (single active consumer) and its command
+# name; ``pipeline.scheduler`` is reserved for it below.
+SCHEDULER = "scheduler"
+SCHEDULER_LEADER = f"{PREFIX}.scheduler.leader"
+
 # Names a consumer may not take: their queues belong to the pipeline itself.
 # ("ledger" and "control" stay allowed: the ledger's and the control plane's
 # queues have a second word, so ``pipeline.ledger`` cannot collide with them.)
-RESERVED_NAMES = frozenset({"events", "dead-letter"})
+RESERVED_NAMES = frozenset({"events", "dead-letter", "delay", "scheduler"})

@@ -66,10 +66,17 @@ def topology_as_dict(topology: Topology) -> dict[str, Any]:
             for q in topology.queues
         ],
         "bindings": [
-            {"exchange": b.exchange, "queue": b.queue, "pattern": b.pattern}
+            {"exchange": b.exchange, "queue": b.queue, "pattern": b.pattern,
+             **({"to_exchange": True} if b.to_exchange else {}),
+             **({"arguments": dict(b.arguments)} if b.arguments else {})}
             for b in topology.bindings
         ],
     }
+
+
+def _match(arguments: tuple[tuple[str, str], ...]) -> str:
+    headers = [f"{k}={v}" for k, v in arguments if k != "x-match"]
+    return " and ".join(headers) or "(all)"
 
 
 def run_show(args: argparse.Namespace, settings: PipelineSettings) -> int:
@@ -88,7 +95,7 @@ def run_show(args: argparse.Namespace, settings: PipelineSettings) -> int:
     print_table("Queues", ["name", "role", "type", "arguments"], rows)
     print_table(
         "Bindings", ["exchange", "pattern", "queue"],
-        [(b.exchange, b.pattern or "(all)", b.queue) for b in topology.bindings],
+        [(b.exchange, b.pattern or _match(b.arguments), b.queue) for b in topology.bindings],
     )
     return 0
 
@@ -110,7 +117,8 @@ def definitions(topology: Topology, vhost: str) -> dict[str, Any]:
         ],
         "bindings": [
             {"source": b.exchange, "vhost": vhost, "destination": b.queue,
-             "destination_type": "queue", "routing_key": b.pattern, "arguments": {}}
+             "destination_type": "exchange" if b.to_exchange else "queue",
+             "routing_key": b.pattern, "arguments": dict(b.arguments)}
             for b in topology.bindings
         ],
     }

@@ -32,6 +32,7 @@ class Published:
     routing_key: str
     trace_id: str | None
     published_at: datetime
+    due_at: datetime | None = None  # a delayed event's copy as published: due then
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from pipeline.errors import InvalidMessageError
 from pipeline.ledger.facts import DeadLettered, Fact, Published
 from pipeline.ledger.identity import CLOUDEVENT, event_key
 from pipeline.ledger.record import decode_batch
+from pipeline.publish.delay import DUE_AT
 from topology import naming
 
 
@@ -41,8 +42,13 @@ def _parse_time(text: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def published(message: AbstractIncomingMessage, now: datetime) -> Published:
-    """The event as a producer published it, from any producer (raw AMQP too)."""
+def published(
+    message: AbstractIncomingMessage, now: datetime, due_at: datetime | None = None
+) -> Published:
+    """The event as a producer published it, from any producer (raw AMQP too).
+
+    ``due_at``: the copy of a delayed event, seen on ``pipeline.delay``.
+    """
     try:
         cloud_event: envelope.CloudEvent | None = envelope.decode(message.body)
     except InvalidMessageError:
@@ -60,7 +66,7 @@ def published(message: AbstractIncomingMessage, now: datetime) -> Published:
         subject=cloud_event.subject if cloud_event else None,
         routing_key=message.routing_key or "",
         trace_id=trace_id_of(message.headers),
-        published_at=when or now,
+        published_at=when or now, due_at=due_at,
     )
 
 
@@ -95,6 +101,12 @@ def facts_from(message: AbstractIncomingMessage) -> tuple[list[Fact], datetime]:
         return list(records), sent_at
     if exchange == naming.EVENTS_EXCHANGE:
         fact = published(message, now)
+        return [fact], fact.published_at
+    if exchange == naming.DELAY_EXCHANGE:
+        # Nobody but the publisher decides when its event is due; the ledger
+        # shows that time, nothing routes on it. No time: due now (pending).
+        due = _parse_time(h.read_str(message.headers, DUE_AT)) or now
+        fact = published(message, now, due)
         return [fact], fact.published_at
     if exchange == naming.DEAD_LETTER_EXCHANGE:
         dead = dead_lettered(message, now)

@@ -16,6 +16,7 @@ class State(enum.StrEnum):
     """Where an event is, for one consumer or overall (docs/ledger.md)."""
 
     PENDING = "pending"  # published (or expected) and not picked up yet
+    SCHEDULED = "scheduled"  # published with a delay, not due yet (``due_at``)
     PROCESSING = "processing"  # a handler is running it now
     RETRYING = "retrying"  # waiting on a rung of the ladder (``rung``, ``due_at``)
     COMPLETED = "completed"  # handled and acked
@@ -26,7 +27,7 @@ class State(enum.StrEnum):
 # The overall state is the first of these that any consumer is in: work in
 # progress first, then the terminal states, a failure before a success.
 OVERALL_ORDER = (
-    State.PROCESSING, State.RETRYING, State.PENDING,
+    State.PROCESSING, State.RETRYING, State.PENDING, State.SCHEDULED,
     State.FAILED, State.COMPLETED, State.CANCELLED,
 )
 TERMINAL = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})

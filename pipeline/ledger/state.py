@@ -139,7 +139,14 @@ class Batch:
         event.routing_key, event.published_at = fact.routing_key, fact.published_at
         event.trace_id = fact.trace_id or event.trace_id
         for consumer in self.expected(fact.routing_key):
-            self._consumer(event.id, consumer)
+            row = self._consumer(event.id, consumer)
+            if fact.due_at is not None and row.is_new and row.clock == ZERO_CLOCK:
+                # The delayed copy, seen when it was published: nothing can
+                # happen to it before it is due.
+                row.state, row.due_at = State.SCHEDULED.value, fact.due_at
+            elif fact.due_at is None and row.state == State.SCHEDULED.value:
+                # The event itself, now that it is due: expected, not picked up yet.
+                row.state, row.due_at, row.dirty = State.PENDING.value, None, True
 
     def _attempt(self, event: EventRow, fact: AttemptRecord) -> None:
         key = (event.id, fact.consumer, fact.replay, fact.retry, fact.delivery)

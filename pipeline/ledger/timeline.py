@@ -12,7 +12,8 @@ from pipeline.durations import format_duration
 from pipeline.ledger.model import Attempt, ConsumerStatus, EventStatus, State
 
 STATE_STYLES = {
-    State.PENDING: "yellow", State.PROCESSING: "cyan", State.RETRYING: "magenta",
+    State.PENDING: "yellow", State.SCHEDULED: "blue", State.PROCESSING: "cyan",
+    State.RETRYING: "magenta",
     State.COMPLETED: "green", State.FAILED: "bold red", State.CANCELLED: "dim",
 }
 
@@ -44,6 +45,8 @@ def _consumer_lines(name: str, consumer: ConsumerStatus) -> list[RenderableType]
     head.append_text(_state(consumer.state))
     if consumer.state is State.RETRYING and consumer.rung:
         head.append(f" on rung {consumer.rung}, due {_when(consumer.due_at)}")
+    elif consumer.state is State.SCHEDULED:
+        head.append(f", due {_when(consumer.due_at)}")
     lines: list[RenderableType] = [head]
     lines += [Text(_attempt_line(i, a)) for i, a in enumerate(consumer.attempts, 1)]
     if consumer.dead_letter is not None:

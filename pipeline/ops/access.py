@@ -5,7 +5,8 @@ RabbitMQ grants three regular expressions per user and vhost: *configure*
 (consume or get from a queue, bind from an exchange); see
 https://www.rabbitmq.com/docs/access-control. What each role needs:
 
-    publisher   write pipeline.events; nothing else (it declares nothing)
+    publisher   write pipeline.events and pipeline.delay (delayed events);
+                nothing else (it declares nothing)
     <consumer>  what its worker declares on start (its queue and rungs, the
                 exchanges and the shared dead-letter queues), read on its own
                 queue(s) only, write on the dead-letter exchange and on
@@ -95,8 +96,8 @@ def roles_for(topology: Topology, workers: Mapping[str, str], prefix: str = "pip
     """The publisher, one user per worker (name -> queue it consumes), and the operator."""
     roles = [Role(
         PUBLISHER, f"{prefix}-{PUBLISHER}", "",
-        Permission("^$", exactly([naming.EVENTS_EXCHANGE]), "^$"),
-        f"publishes events to {naming.EVENTS_EXCHANGE}",
+        Permission("^$", exactly([naming.EVENTS_EXCHANGE, naming.DELAY_EXCHANGE]), "^$"),
+        f"publishes events to {naming.EVENTS_EXCHANGE} (delayed: {naming.DELAY_EXCHANGE})",
     )]
     for worker, queue in sorted(workers.items()):
         roles.append(Role(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from pipeline.declare import without_streams
+from pipeline.declare import without_delays, without_streams
 from pipeline.errors import BrokerUnreachableError, TopologyDriftError
 from pipeline.ops.management import open_management
 from pipeline.settings import PipelineSettings
@@ -155,16 +155,16 @@ async def find_drift(settings: PipelineSettings, topology: Topology) -> list[Dri
 
     Raises ``BrokerUnreachableError`` when the management API does not answer.
     """
-    if settings.is_memory:  # it has no streams: the control log is not declared there
-        topology = without_streams(topology)
+    if settings.is_memory:  # no streams, no headers exchanges: not declared there
+        topology = without_delays(without_streams(topology))
     async with open_management(settings) as api:
         vhost = quote(api.vhost, safe="")
         queues = {q["name"]: q for q in await api.queues()}
         policies = await api.policies()
         exchanges = {e["name"]: e for e in await api.get(f"/exchanges/{vhost}")}
-        bindings = {(b["source"], b["destination"], b["routing_key"])
-                    for b in await api.get(f"/bindings/{vhost}")
-                    if b.get("destination_type") == "queue"}
+        bindings = {(b["source"], b["destination"], b["routing_key"],
+                     b.get("destination_type") == "exchange")
+                    for b in await api.get(f"/bindings/{vhost}")}
     drifts: list[Drift] = []
     for exchange in topology.exchanges:
         found = exchanges.get(exchange.name)
@@ -176,7 +176,8 @@ async def find_drift(settings: PipelineSettings, topology: Topology) -> list[Dri
         drifts.extend(queue_argument_drift(spec, queues.get(spec.name)))
         drifts.extend(queue_policy_drift(spec, policies))
     for binding in topology.bindings:
-        if (binding.exchange, binding.queue, binding.pattern) not in bindings:
+        found = (binding.exchange, binding.queue, binding.pattern, binding.to_exchange)
+        if found not in bindings:
             drifts.append(Drift("binding", f"{binding.exchange} -> {binding.queue}", "pattern",
                                 binding.pattern or "(all)", None, "missing", False))
     return drifts

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterable, Mapping
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -47,16 +48,25 @@ class BlockingPublisher:
         headers: Mapping[str, Any] | None = None,
         extensions: Mapping[str, str] | None = None,
         event_id: str | None = None,
+        delay: timedelta | None = None,
+        at: datetime | None = None,
     ) -> str:
         """Publish and block until confirmed; return the event id (see ``Publisher.publish``)."""
         return self._call(
             self._publisher.publish(event, routing_key=routing_key, subject=subject,
-                                    headers=headers, extensions=extensions, event_id=event_id)
+                                    headers=headers, extensions=extensions, event_id=event_id,
+                                    delay=delay, at=at)
         )
 
-    def publish_many(self, events: Iterable[Event | tuple[Event, str]]) -> list[str]:
+    def publish_many(
+        self,
+        events: Iterable[Event | tuple[Event, str]],
+        *,
+        delay: timedelta | None = None,
+        at: datetime | None = None,
+    ) -> list[str]:
         """Publish a batch with pipelined confirms (see ``Publisher.publish_many``)."""
-        return self._call(self._publisher.publish_many(list(events)))
+        return self._call(self._publisher.publish_many(list(events), delay=delay, at=at))
 
     def close(self) -> None:
         if self._loop.is_running():

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -17,8 +17,14 @@ from aiormq import spec
 from pipeline import envelope, tracing
 from pipeline import headers as h
 from pipeline.connection import connect
-from pipeline.errors import BatchPublishError, MessageTooLargeError, PublishError
+from pipeline.errors import (
+    BatchPublishError,
+    ConfigurationError,
+    MessageTooLargeError,
+    PublishError,
+)
 from pipeline.events import Event, validate_event_type
+from pipeline.publish.delay import Due, plan_due
 from pipeline.publish.outbound import PERSISTENT, ExchangeCache, send_confirmed
 from pipeline.settings import PipelineSettings
 from topology import naming
@@ -118,24 +124,30 @@ class Publisher:
         headers: Mapping[str, Any] | None = None,
         extensions: Mapping[str, str] | None = None,
         event_id: str | None = None,
+        delay: timedelta | None = None,
+        at: datetime | None = None,
     ) -> str:
         """Publish one event; return its CloudEvents id once the broker confirmed it.
 
         ``extensions`` are CloudEvents extension attributes for the envelope;
         ``event_id`` is the id to use instead of a new UUID (give the same one
         when publishing again after a ``PublishError``: its ``event_id`` says
-        which). Raises ``UnroutableError`` when no consumer queue is bound for
-        the routing key, ``MessageTooLargeError`` before sending an oversized
-        event, ``ReservedHeaderError`` for a ``pipeline-*`` / ``x-*`` header,
-        another ``PublishError`` when it was not confirmed, and ``ValueError``
-        for an extension name CloudEvents does not allow or an empty id.
+        which). ``delay`` or ``at`` (an aware datetime) hold the event in the
+        broker until it is due (docs/scheduling.md); an ``at`` in the past
+        publishes at once. Raises ``UnroutableError`` when no consumer queue is
+        bound for the routing key, ``MessageTooLargeError`` before sending an
+        oversized event, ``ReservedHeaderError`` for a ``pipeline-*`` / ``x-*``
+        header, another ``PublishError`` when it was not confirmed, and
+        ``ValueError`` for an extension name CloudEvents does not allow, an
+        empty id, or a delay that is negative or longer than 48 days.
         """
         key = validate_event_type(routing_key) if routing_key else event.event_type
+        due = plan_due(delay, at)
         cloud_event = envelope.wrap(event, self._settings.service_name, subject, extensions,
                                     event_id)
         body = envelope.encode(cloud_event)
         try:
-            await self.publish_raw(cloud_event, body, key, headers)
+            await self.publish_raw(cloud_event, body, key, headers, due)
         except PublishError as exc:
             exc.event_id = cloud_event.id
             raise
@@ -147,10 +159,12 @@ class Publisher:
         body: bytes,
         routing_key: str,
         headers: Mapping[str, Any] | None = None,
+        due: Due | None = None,
     ) -> None:
         """Publish an already encoded envelope (the CLI and the outbox relay use this).
 
-        Raises ``ReservedHeaderError`` before sending when ``headers`` hold a
+        With ``due`` (``plan_due``) it goes through the delay levels. Raises
+        ``ReservedHeaderError`` before sending when ``headers`` hold a
         ``pipeline-*`` or ``x-*`` header: those are never a caller's to set.
         """
         h.refuse_reserved(headers)
@@ -161,8 +175,16 @@ class Publisher:
                 "reference to the data instead of the data"
             )
         exchange = naming.EVENTS_EXCHANGE
+        message_headers = dict(headers or {})
+        if due is not None:
+            if self._settings.is_memory:
+                raise ConfigurationError(
+                    "delayed publish needs RabbitMQ: memory:// has no headers exchanges "
+                    "(docs/scheduling.md)"
+                )
+            exchange = naming.DELAY_EXCHANGE
+            message_headers.update(due.headers)
         with tracing.publish_span("publish", exchange, routing_key, cloud_event.id):
-            message_headers = dict(headers or {})
             tracing.inject(message_headers)
             message = _Encoded(body, message_properties(cloud_event, message_headers))
             await send_confirmed(
@@ -170,14 +192,20 @@ class Publisher:
             )
 
     async def publish_many(
-        self, events: Iterable[Event | tuple[Event, str]]
+        self,
+        events: Iterable[Event | tuple[Event, str]],
+        *,
+        delay: timedelta | None = None,
+        at: datetime | None = None,
     ) -> list[str]:
         """Publish a batch with pipelined confirms; return the ids in order.
 
-        All events are sent before any confirm is awaited. Raises
+        ``delay`` or ``at`` hold every event of the batch until then (see
+        ``publish``). All events are sent before any confirm is awaited. Raises
         ``BatchPublishError`` listing exactly which ids were not confirmed
         (``failed``) and which were (``confirmed``).
         """
+        due = plan_due(delay, at)
         prepared = []
         for item in events:
             # An Event's own event_type was validated when its class was
@@ -189,7 +217,7 @@ class Publisher:
             cloud_event = envelope.wrap(event, self._settings.service_name)
             prepared.append((cloud_event, envelope.encode(cloud_event), key))
         ids = [cloud_event.id for cloud_event, _, _ in prepared]
-        sends = [self.publish_raw(ce, body, key) for ce, body, key in prepared]
+        sends = [self.publish_raw(ce, body, key, None, due) for ce, body, key in prepared]
         # Only the sends hold the envelopes now, each until its confirm: fewer
         # objects live through the batch, fewer for the cyclic GC to promote.
         del prepared

@@ -1,0 +1,70 @@
+"""How late a delayed event reaches its consumer's queue (docs/scheduling.md).
+
+Events are published with ``Publisher.publish(..., at=...)``, delays
+spread from 1 s to 3 s so every level below 2 s is used, while a plain
+aio-pika consumer takes them from ``pipeline.bench-delay``. Lateness is the
+wall-clock arrival minus the due time the publisher computed; it must never
+be negative (an early event is a bug) and its p99 is the issue's 1 s target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from bench.harness import Bench, Tally, bench_event, declare
+from bench.raw import raw_channel
+from bench.results import Result, Target
+from pipeline import Consumer, Publisher
+from topology import naming
+
+FAMILY = "delayed publish"
+NAME = "bench-delay"
+SPREAD = 20  # distinct delays, 1.0 s ... 2.9 s
+
+
+def _consumer() -> Consumer:
+    return Consumer(NAME, ["bench.#"])
+
+
+async def _lateness(bench: Bench, count: int) -> list[float]:
+    due: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    tally = Tally(count)
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        arrived[str(message.message_id)] = time.time()
+        await message.ack()
+        tally.hit()
+
+    async with raw_channel(bench.amqp_url, "bench.delay-consumer") as channel:
+        await channel.set_qos(prefetch_count=100)
+        queue = await channel.get_queue(naming.consumer_queue(NAME), ensure=True)
+        await queue.consume(on_message)
+        async with await Publisher.connect(bench.settings(), "bench.delay") as publisher:
+            for n in range(count):
+                # at=: the due time is exactly the one we compare with.
+                at = datetime.now(UTC) + timedelta(seconds=1 + (n % SPREAD) / 10)
+                event_id = await publisher.publish(bench_event(n), at=at)
+                due[event_id] = at.timestamp()
+        await tally.wait()
+    return sorted(arrived[key] - due[key] for key in due)
+
+
+async def run(bench: Bench) -> list[Result]:
+    await declare(bench, [_consumer()], bench.settings())
+    count = bench.scale.rung_burst // 2
+    lateness = await asyncio.wait_for(_lateness(bench, count), timeout=120)
+    p99 = statistics.quantiles(lateness, n=100, method="inclusive")[98]
+    note = (f"{count} events, delays 1.0-2.9 s; min {lateness[0]:.3f} s (never early: >= 0), "
+            f"median {statistics.median(lateness):.3f} s, max {lateness[-1]:.3f} s")
+    return [
+        Result(FAMILY, "delayed event lateness p99", "s", False, [p99],
+               target=Target("value", at_most=1.0), note=note),
+        Result(FAMILY, "delayed event earliness (min lateness)", "s", True, [lateness[0]],
+               target=Target("value", at_least=0.0), note="negative would be early"),
+    ]

@@ -1,0 +1,87 @@
+"""`pipeline publish --delay`: the ledger shows the event scheduled, and it can be cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+
+import pytest
+
+from pipeline import App, Consumer, Ledger, State
+from pipeline.ledger.worker import ledger_plan
+from tests.support.events import ThingHappened
+from tests.support.runtime import running
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def ledger_settings(settings, tmp_path):
+    return settings.model_copy(update={
+        "ledger_url": f"sqlite:///{tmp_path / 'ledger.db'}", "ledger_flush_ms": 20,
+    })
+
+
+async def pipeline(settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env.update({
+        "PIPELINE_AMQP_URL": settings.amqp_url.get_secret_value(),
+        "PIPELINE_LEDGER_URL": settings.ledger_url,
+        "PIPELINE_APP": "tests.apps.ledgered:app",
+    })
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "pipeline", *args], env=env,
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+async def publish(settings, n: int, *when: str) -> dict[str, str]:
+    result = await pipeline(settings, "publish", "things.thing.happened",
+                            "--data", json.dumps({"n": n}), *when, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+async def test_a_delayed_event_is_scheduled_in_the_ledger_and_a_cancel_stops_it(
+        ledger_settings):
+    handled: list[int] = []
+    billing = Consumer("billing", ["things.#"], prefetch=10)
+
+    @billing.handler
+    async def charge(event: ThingHappened) -> None:
+        handled.append(event.n)
+
+    app = App([billing])
+    ledger = Ledger(ledger_settings.ledger_url)
+    plan = ledger_plan(ledger_settings, [billing.subscription])
+    async with running(ledger_settings, app, plan), running(ledger_settings, app, billing):
+        cancelled = await publish(ledger_settings, 1, "--delay", "4s")
+        due = datetime.fromisoformat(cancelled["due_at"])
+        kept = await publish(ledger_settings, 2, "--at", (due - timedelta(seconds=2)).isoformat())
+
+        async def scheduled() -> None:
+            status = await ledger.status(cancelled["id"])
+            assert status is not None
+            assert status.state is State.SCHEDULED
+            assert status.consumers["billing"].due_at == due
+
+        await eventually(scheduled, timeout=10)
+        result = await pipeline(ledger_settings, "events", "cancel", cancelled["id"])
+        assert result.returncode == 0, result.stderr
+
+        async def settled() -> None:
+            first = await ledger.status(cancelled["id"])
+            second = await ledger.status(kept["id"])
+            assert first is not None
+            assert second is not None
+            assert first.state is State.CANCELLED, first
+            assert second.state is State.COMPLETED, second
+
+        await eventually(settled, timeout=20)
+    ledger.close()
+    assert handled == [2]
