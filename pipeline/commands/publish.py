@@ -1,6 +1,6 @@
-"""``pipeline publish TYPE --data JSON|@file [--id ID] [--delay 10m | --at ISO]``: publish one event.
+"""``pipeline publish TYPE --data JSON|@file [--id ID] [--delay 10m | --at ISO]``.
 
-Prints its id (and, delayed, when it is due).
+Publishes one event and prints its id (and, delayed, when it is due).
 """
 
 from __future__ import annotations
