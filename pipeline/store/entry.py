@@ -72,6 +72,16 @@ def _json(body: bytes) -> Any:
         return None
 
 
+def _came_from_rung(headers: Mapping[str, Any], consumer: str | None) -> bool:
+    """True if an older death record is the expiry of one of ``consumer``'s rungs."""
+    deaths = headers.get("x-death")
+    if consumer is None or not isinstance(deaths, list):
+        return False
+    rungs = naming.retry_queue(consumer, "")
+    return any(isinstance(d, Mapping) and h.read_str(d, "reason") == "expired"
+               and (h.read_str(d, "queue") or "").startswith(rungs) for d in deaths[1:])
+
+
 @dataclass(frozen=True)
 class StoredMessage:
     """What the store knows about one dead-lettered message."""
@@ -97,7 +107,12 @@ class StoredMessage:
             envelope.identity(message.body))
         reason = h.dead_letter_reason(headers)
         origin = h.dead_letter_origin(headers)
-        error = h.read_str(headers, h.LAST_ERROR)
+        consumer = naming.consumer_of_queue(origin or "")
+        by_broker = h.broker_death_reason(headers) is not None
+        # A message the broker dead-lettered still carries the headers it came
+        # with: ours only if a rung of its consumer returned it (docs/retries.md).
+        trusted = not by_broker or _came_from_rung(headers, consumer)
+        error = h.read_str(headers, h.LAST_ERROR) if not by_broker else None
         if error is None:
             error = CRASH_LOOP_ERROR if reason == h.DeadLetterReason.DELIVERY_LIMIT else "-"
         at = _as_datetime(headers.get(h.DEAD_LETTERED_AT)) or _as_datetime(
@@ -106,11 +121,11 @@ class StoredMessage:
         return cls(
             message_id=message.message_id or body_id or "(no id)",
             event_type=message.type or body_type or "unknown",
-            consumer=naming.consumer_of_queue(origin or "") or origin or "unknown",
+            consumer=consumer or origin or "unknown",
             origin_queue=origin,
             reason=reason,
             error=error,
-            attempts=h.read_int(headers, h.RETRY_COUNT) + 1,
+            attempts=(h.read_int(headers, h.RETRY_COUNT) if trusted else 0) + 1,
             replays=h.read_int(headers, h.REPLAY_COUNT),
             dead_lettered_at=at,
             trace_id=tracing.trace_id_of(headers),

@@ -227,3 +227,16 @@ def test_a_crash_loops_forged_reason_and_origin_give_way_to_the_brokers():
               "x-death": [{"count": 1, "reason": "delivery_limit", "queue": "pipeline.crashy"}]}
     assert h.dead_letter_reason(forged) == "delivery-limit"
     assert h.dead_letter_origin(forged) == "pipeline.crashy"
+
+
+def test_a_crash_loops_forged_error_and_count_are_not_shown_as_ours():
+    forged = {h.LAST_ERROR: "ForgedError: blame billing", h.RETRY_COUNT: 99,
+              "x-death": [{"count": 1, "reason": "delivery_limit", "queue": "pipeline.crashy"}]}
+    stored = StoredMessage.read(FakeMessage(forged), 0)  # type: ignore[arg-type]
+    assert (stored.reason, stored.attempts) == ("delivery-limit", 1)
+    assert stored.error.startswith("no handler error")
+    # after a real retry through its own rung, our count on the copy is kept
+    forged["x-death"].append({"count": 1, "reason": "expired",
+                              "queue": "pipeline.crashy.retry.100ms"})
+    forged[h.RETRY_COUNT] = 1
+    assert StoredMessage.read(FakeMessage(forged), 0).attempts == 2  # type: ignore[arg-type]
