@@ -20,6 +20,7 @@ from rich.console import Console
 from bench import (
     consume,
     delay,
+    express,
     failure_path,
     latency,
     ledger,
@@ -46,6 +47,7 @@ CASES: dict[str, Case] = {
     "rung": rung_accuracy.run,
     "delay": delay.run,
     "latency": latency.run,
+    "express": express.run,
     "memory": memory.run,
     "testing": testing.run,
     "ledger": ledger.run,

@@ -58,12 +58,15 @@ class Scale:
     warmup: int = field(default=50)
     outbox_s: float = 10.0  # seconds of commits at 200/s, per rep
     outbox_reps: int = 3
+    express_backlog: int = 10_000  # standard events waiting ahead of each express one
+    express_reps: int = 5
 
 
 QUICK = Scale(
     reps=3, publish_single=20, publish_batch=60, batch_size=30,
     consume={1: 20, 10: 40, 100: 60}, failure=30, rung_burst=50, rung_reps=1,
     latency_s=0.1, memory_backlog=300, memory_reps=1, warmup=10, outbox_s=0.25, outbox_reps=1,
+    express_backlog=200, express_reps=2,
 )
 FULL = Scale(
     reps=7, publish_single=1000, publish_batch=5000, batch_size=500,
@@ -133,6 +136,7 @@ async def our_worker(
     consumer: Consumer,
     queue: str | None = None,
     middlewares: Sequence[ConsumeMiddleware] = (),
+    express: bool = False,
 ) -> AsyncIterator[tuple[Worker, AbstractChannel]]:
     """Our Worker as ``run_worker`` builds it (dispatch, ladder policy, metrics and
     tracing middlewares), not started yet: the caller times ``worker.start(prefetch)``.
@@ -153,7 +157,7 @@ async def our_worker(
             started.append(service)
         worker = Worker(
             channel, plan.consumer, queue or plan.queue, plan.processor, policy,
-            (*middlewares, *plan.middlewares),
+            (*middlewares, *plan.middlewares), plan.express_queue if express else None,
         )
         yield worker, channel
         await worker.stop_consuming()

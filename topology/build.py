@@ -3,6 +3,7 @@
 Layout (see docs/retries.md):
 
     publisher -> pipeline.events (topic) -> pipeline.<consumer>        (quorum)
+    express   -> pipeline.events.express (topic) -> pipeline.<consumer>.express (quorum)
     failure   -> "" (default) -> pipeline.<consumer>.retry.<label>     (quorum, queue TTL)
                  expiry dead-letters -> "" -> pipeline.<consumer>      (its own queue only)
     failure   -> pipeline.dead-letter (fanout) -> pipeline.dead-letter.store (classic)
@@ -57,6 +58,14 @@ def consumer_queue_spec(consumer: str, delivery_limit: int) -> QueueSpec:
     return QueueSpec(naming.consumer_queue(consumer), args, "consumer", consumer)
 
 
+def express_queue_spec(consumer: str, delivery_limit: int) -> QueueSpec:
+    """The consumer's express lane: the same arguments as its queue, so the same crash-loop
+    guard and dead-lettering (RabbitMQ 3.10 quorum queues have no message priorities)."""
+    standard = consumer_queue_spec(consumer, delivery_limit)
+    return QueueSpec(naming.express_queue(consumer), dict(standard.arguments), "express",
+                     consumer)
+
+
 def retry_queue_specs(consumer: str, ladder: RetryLadder) -> list[QueueSpec]:
     specs = []
     for rung in ladder:
@@ -98,6 +107,7 @@ def build_topology(
         raise ValueError("delivery_limit must be at least 1")
     exchanges = (
         ExchangeSpec(naming.EVENTS_EXCHANGE, "topic"),
+        ExchangeSpec(naming.EXPRESS_EXCHANGE, "topic"),
         ExchangeSpec(naming.DEAD_LETTER_EXCHANGE, "fanout"),
     )
     queues: list[QueueSpec] = []
@@ -109,10 +119,15 @@ def build_topology(
             raise ValueError(f"consumer {sub.consumer!r} is registered twice")
         seen.add(sub.consumer)
         queue = consumer_queue_spec(sub.consumer, delivery_limit)
-        queues.append(queue)
+        express = express_queue_spec(sub.consumer, delivery_limit)
+        queues.extend([queue, express])
         queues.extend(retry_queue_specs(sub.consumer, sub.rungs(ladder)))
         bindings.extend(
             BindingSpec(naming.EVENTS_EXCHANGE, queue.name, pattern) for pattern in sub.patterns
+        )
+        bindings.extend(
+            BindingSpec(naming.EXPRESS_EXCHANGE, express.name, pattern)
+            for pattern in sub.patterns
         )
     queues.extend(dead_letter_queue_specs(delivery_limit))
     bindings.append(BindingSpec(naming.DEAD_LETTER_EXCHANGE, naming.DEAD_LETTER_STORE, ""))

@@ -1,6 +1,7 @@
 """The ledger's and the control plane's broker objects (docs/ledger.md).
 
     pipeline.events   --(every consumer's patterns)--> pipeline.ledger.events  (quorum)
+    pipeline.events.express --(the same patterns)-->   pipeline.ledger.events
     pipeline.ledger   (fanout: workers' outcome records) -> pipeline.ledger.events
     pipeline.dead-letter (fanout)                       -> pipeline.ledger.events
     pipeline.delay (delayed events, as published)       -> pipeline.ledger.events
@@ -43,13 +44,15 @@ def ledger_topology(subscriptions: Iterable[Subscription]) -> Topology:
     queue = QueueSpec(naming.LEDGER_QUEUE, args, "ledger", naming.LEDGER)
     parked = QueueSpec(naming.LEDGER_PARKED, {"x-queue-type": "classic"}, "ledger", naming.LEDGER)
     patterns = sorted({p for sub in subscriptions for p in sub.patterns})
-    bindings = [BindingSpec(naming.EVENTS_EXCHANGE, queue.name, p) for p in patterns]
+    bindings = [BindingSpec(exchange, queue.name, p) for p in patterns
+                for exchange in (naming.EVENTS_EXCHANGE, naming.EXPRESS_EXCHANGE)]
     # A delayed event is seen when it is published, as `scheduled` (docs/scheduling.md).
     bindings.extend(BindingSpec(naming.DELAY_EXCHANGE, queue.name, p) for p in patterns)
     bindings.append(BindingSpec(naming.LEDGER_EXCHANGE, queue.name, ""))
     bindings.append(BindingSpec(naming.DEAD_LETTER_EXCHANGE, queue.name, ""))
     exchanges = (
         ExchangeSpec(naming.EVENTS_EXCHANGE, "topic"),
+        ExchangeSpec(naming.EXPRESS_EXCHANGE, "topic"),
         ExchangeSpec(naming.DEAD_LETTER_EXCHANGE, "fanout"),
         ExchangeSpec(naming.LEDGER_EXCHANGE, "fanout"),
         ExchangeSpec(naming.DELAY_EXCHANGE, "topic"),

@@ -9,7 +9,8 @@ from typing import Literal
 
 ExchangeType = Literal["topic", "direct", "fanout", "headers"]
 QueueRole = Literal[
-    "consumer", "retry", "dead-letter-store", "notifier", "parked", "ledger", "control", "delay"
+    "consumer", "express", "retry", "dead-letter-store", "notifier", "parked", "ledger",
+    "control", "delay"
 ]
 ArgumentValue = str | int | bool
 

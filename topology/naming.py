@@ -13,6 +13,9 @@ import re
 PREFIX = "pipeline"
 
 EVENTS_EXCHANGE = f"{PREFIX}.events"
+# Express events (``publish(..., priority="express")``) go through their own
+# exchange, bound like the events exchange, to each consumer's express queue.
+EXPRESS_EXCHANGE = f"{PREFIX}.events.express"
 DEAD_LETTER_EXCHANGE = f"{PREFIX}.dead-letter"
 DEAD_LETTER_STORE = f"{PREFIX}.dead-letter.store"
 ADMIN_NOTIFIER = "admin-notifier"
@@ -39,6 +42,11 @@ def validate_consumer_name(name: str) -> str:
 def consumer_queue(consumer: str) -> str:
     """The durable queue a consumer owns: ``pipeline.<consumer>``."""
     return f"{PREFIX}.{consumer}"
+
+
+def express_queue(consumer: str) -> str:
+    """A consumer's express lane: ``pipeline.<consumer>.express`` (docs/flow-control.md)."""
+    return f"{PREFIX}.{consumer}.express"
 
 
 def retry_queue(consumer: str, rung_label: str) -> str:

@@ -50,7 +50,8 @@ class BoardLayout:
         names = [naming.DEAD_LETTER_STORE, naming.ADMIN_NOTIFIER_PARKED]
         for row in self.workers:
             names.append(row.queue)
-            if row.has_ladder:
+            if row.has_ladder:  # an event consumer: its express lane and its rungs
+                names.append(naming.express_queue(row.name))
                 names.extend(naming.retry_queue(row.name, rung.label) for rung in self.ladder)
         return names
 
@@ -172,6 +173,12 @@ def _table(layout: BoardLayout, state: BoardState) -> Table:
     return table
 
 
+def _express_waiting(state: BoardState) -> int:
+    """Express events ready in every express lane (they are taken before the queues)."""
+    return sum(depth.ready for name, depth in state.depths.items()
+               if name.endswith(".express"))
+
+
 def _footer(state: BoardState) -> Text:
     counts = state.counts
     sent = counts.sent
@@ -180,10 +187,13 @@ def _footer(state: BoardState) -> Text:
     added = "-" if store is None else f"{store.ready - state.store_before:+d}"
     return Text.assemble(
         ("published ", "bold"), str(counts.published),
-        f": placed {sent[Kind.PLACED]}, cancelled {sent[Kind.CANCELLED]}; ",
+        f": placed {sent[Kind.PLACED]} ({counts.express} express), "
+        f"cancelled {sent[Kind.CANCELLED]}; ",
         ("failing on purpose ", "bold"), str(counts.failing_on_purpose),
         f": flaky-card {sent[Kind.FLAKY_CARD]}, expired-card {sent[Kind.EXPIRED_CARD]}, "
         f"no-carrier {sent[Kind.NO_CARRIER]}, malformed {malformed}\n",
+        ("express lane ", "bold"),
+        f"{counts.express} placed orders sent express, {_express_waiting(state)} waiting\n",
         ("not confirmed ", "bold"),
         (str(counts.unconfirmed), "red" if counts.unconfirmed else ""),
         (" · dead-letter store ", "bold"), f"{added} this run",

@@ -47,6 +47,7 @@ class ProducerCounts:
 
     sent: Counter[Kind]
     unconfirmed: int = 0
+    express: int = 0  # of the placed orders, how many went in the express lane
 
     @property
     def published(self) -> int:
@@ -99,7 +100,10 @@ class DemoProducer:
                 await self._publisher.publish(self._models.cancelled.model_validate(data))
             else:
                 data = scenario.placed_data(self._run_tag, n, kind)
-                await self._publisher.publish(self._models.placed.model_validate(data))
+                express = scenario.is_express(n)
+                await self._publisher.publish(self._models.placed.model_validate(data),
+                                              priority="express" if express else "standard")
+                self.counts.express += express
         except PublishError as exc:
             self.counts.unconfirmed += 1
             log.warning("demo event %d (%s) was not confirmed: %s", n, kind, exc)

@@ -72,6 +72,16 @@ _CUSTOMERS = ("ada", "grace", "linus", "margaret", "ken", "barbara", "dennis")
 _COUNTRIES = ("DE", "FR", "NL", "US", "JP")
 
 
+# Every 8th placed order is published in the express lane (priority="express"):
+# its consumers take it before the standard events waiting in their queues.
+EXPRESS_EVERY = 8
+
+
+def is_express(n: int) -> bool:
+    """Whether the ``n``-th event goes in the express lane (only plain placed orders do)."""
+    return kind_of(n) is Kind.PLACED and n % EXPRESS_EVERY == 0
+
+
 def kind_of(n: int) -> Kind:
     """The kind of the ``n``-th event of a run (0-based)."""
     return CYCLE[n % len(CYCLE)]

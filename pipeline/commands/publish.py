@@ -37,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       help="deliver it after this long: 10s, 10m, 2h or 30d (docs/scheduling.md)")
     when.add_argument("--at", type=_instant, metavar="ISO",
                       help="deliver it at this time: 2026-12-01T06:00:00+00:00 (UTC if no zone)")
+    parser.add_argument("--priority", choices=("standard", "express"), default="standard",
+                        help="express: its consumers handle it before waiting standard events")
     parser.add_argument("--json", action="store_true",
                         help="print {id, type} (and due_at for a delayed event) as JSON")
     parser.set_defaults(run=run)
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         async with await Publisher.connect(settings, f"{settings.service_name}.cli") as publisher:
             return await publisher.publish(
                 event, routing_key=args.routing_key, subject=args.subject,
-                event_id=args.event_id,
+                event_id=args.event_id, priority=args.priority,
                 at=due.at if due else None,
             )
 

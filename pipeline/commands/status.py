@@ -101,6 +101,8 @@ def render(report: StatusReport) -> RenderableType:
     for consumer in report.consumers:
         label = consumer.queue.name + (" (paused)" if consumer.paused else "")
         _row(table, consumer.queue, label, warn_idle=consumer.paused is None)
+        if consumer.express is not None:
+            _row(table, consumer.express, "  └ express", warn_idle=consumer.paused is None)
         for label, rung in consumer.rungs:
             _row(table, rung, f"  └ retry {label}")
     table.add_section()

@@ -107,6 +107,10 @@ class Consumer:
         return naming.consumer_queue(self.name)
 
     @property
+    def express_queue(self) -> str:
+        return naming.express_queue(self.name)
+
+    @property
     def subscription(self) -> Subscription:
         """What the topology declares for it: bindings, and its rungs if it has its own."""
         return Subscription(self.name, self.patterns, self.retry.own_ladder,

@@ -62,6 +62,8 @@ class WorkerPlan:
     # Pauses and resumes the worker as the control log says (`pipeline consumers
     # pause`); None: a worker that cannot be paused (the admin notifier).
     switch: PauseSwitch | None = None
+    # The consumer's express lane, consumed beside ``queue`` (None: no lane).
+    express_queue: str | None = None
 
 
 def standard_middlewares(
@@ -110,6 +112,7 @@ def plan_for(consumer: Consumer, settings: PipelineSettings, app: App | None = N
         app=app,
         ladder=ladder,
         switch=switch,
+        express_queue=consumer.express_queue,
     )
 
 

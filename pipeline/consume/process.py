@@ -159,7 +159,7 @@ async def _run(
             await service.start(connection)
             started_services.append(service)
         worker = Worker(channel, plan.consumer, plan.queue, plan.processor, policy,
-                        plan.middlewares)
+                        plan.middlewares, plan.express_queue)
         switch = plan.switch
         if switch is not None:
             await switch.attach(worker, plan.prefetch)  # not consuming while paused

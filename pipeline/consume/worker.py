@@ -38,16 +38,20 @@ class Worker:
         processor: Processor,
         failure: FailurePolicy,
         middlewares: Sequence[ConsumeMiddleware] = (),
+        express_queue: str | None = None,
     ) -> None:
         self.consumer = consumer
         self.queue_name = queue
+        # The express lane, consumed beside the queue with a prefetch of its own,
+        # so an express event never waits behind the standard backlog.
+        self.express_queue = express_queue
         self.counters: Counter[str] = Counter()
         self._channel = channel
         self._processor = processor
         self._failure = failure
         self._handle: CallNext = chain(middlewares, self._settle)
-        self._queue: AbstractQueue | None = None
-        self._tag: ConsumerTag | None = None
+        self._queues: list[AbstractQueue] = []
+        self._tags: list[tuple[AbstractQueue, ConsumerTag]] = []
         # Set by stop_consuming (the drain on shutdown): nothing resumes after it.
         self._closing = False
         # Pause and resume arrive from the control log as tasks; one at a time.
@@ -62,47 +66,52 @@ class Worker:
 
     @property
     def is_consuming(self) -> bool:
-        return self._tag is not None
+        return bool(self._tags)
 
     @property
     def is_closing(self) -> bool:
         return self._closing
 
     async def start(self, prefetch: int, consuming: bool = True) -> None:
-        """Set the prefetch and start consuming (the queue must exist).
+        """Set the prefetch and start consuming (the queues must exist).
 
-        ``consuming=False`` (the consumer is paused) attaches nothing until ``resume``.
+        The prefetch is per consumer (``basic.qos`` without ``global``): the
+        express lane gets as many as the queue. ``consuming=False`` (the
+        consumer is paused) attaches nothing until ``resume``.
         """
         await self._channel.set_qos(prefetch_count=prefetch)
-        self._queue = await self._channel.get_queue(self.queue_name, ensure=True)
+        names = [self.queue_name, *([self.express_queue] if self.express_queue else [])]
+        self._queues = [await self._channel.get_queue(name, ensure=True) for name in names]
         if consuming:
             await self.resume()
 
     async def resume(self) -> None:
         """Consume again after ``pause`` (no-op while consuming or once stopping)."""
         async with self._switching:
-            if self._queue is None or self._tag is not None or self._closing:
+            if not self._queues or self._tags or self._closing:
                 return
-            self._tag = await self._queue.consume(self._on_message)
+            # Express first: after a pause its waiting events are taken before the queue's.
+            for queue in reversed(self._queues):
+                self._tags.append((queue, await queue.consume(self._on_message)))
 
     async def pause(self) -> None:
-        """Cancel the consumer tag: the broker sends nothing more; in-flight ones carry on."""
+        """Cancel the consumer tags: the broker sends nothing more; in-flight ones carry on."""
         async with self._switching:
-            await self._cancel_tag()
+            await self._cancel_tags()
 
     async def stop_consuming(self) -> None:
         """Ask the broker for no more deliveries, for good; in-flight ones carry on."""
         self._closing = True
         async with self._switching:
-            await self._cancel_tag()
+            await self._cancel_tags()
 
-    async def _cancel_tag(self) -> None:
-        if self._queue is not None and self._tag is not None:
-            tag, self._tag = self._tag, None
+    async def _cancel_tags(self) -> None:
+        tags, self._tags = self._tags, []
+        for queue, tag in tags:
             try:
-                await self._queue.cancel(tag)
+                await queue.cancel(tag)
             except Exception as exc:  # a dead channel delivers nothing more anyway
-                log.warning("cancelling consumer on %s failed: %s", self.queue_name, exc)
+                log.warning("cancelling consumer on %s failed: %s", queue.name, exc)
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait for in-flight deliveries; True if all finished within ``timeout_s``."""

@@ -96,8 +96,10 @@ def roles_for(topology: Topology, workers: Mapping[str, str], prefix: str = "pip
     """The publisher, one user per worker (name -> queue it consumes), and the operator."""
     roles = [Role(
         PUBLISHER, f"{prefix}-{PUBLISHER}", "",
-        Permission("^$", exactly([naming.EVENTS_EXCHANGE, naming.DELAY_EXCHANGE]), "^$"),
-        f"publishes events to {naming.EVENTS_EXCHANGE} (delayed: {naming.DELAY_EXCHANGE})",
+        Permission("^$", exactly([naming.EVENTS_EXCHANGE, naming.EXPRESS_EXCHANGE,
+                                  naming.DELAY_EXCHANGE]), "^$"),
+        f"publishes events to {naming.EVENTS_EXCHANGE} (express: {naming.EXPRESS_EXCHANGE}, "
+        f"delayed: {naming.DELAY_EXCHANGE})",
     )]
     for worker, queue in sorted(workers.items()):
         roles.append(Role(

@@ -73,6 +73,7 @@ class ConsumerStatus:
     queue: QueueState
     rungs: tuple[tuple[str, QueueState], ...]  # (label, state), in ladder order
     paused: str | None = None  # who paused it and when (``pipeline consumers pause``)
+    express: QueueState | None = None  # its express lane (None: the topology has none)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,8 @@ def build_report(
             tuple((r.name.rsplit(".retry.", 1)[-1], state(r.name))
                   for r in topology.queues_of(q.consumer) if r.role == "retry"),
             (paused or {}).get(q.consumer),
+            next((state(e.name) for e in topology.queues_of(q.consumer) if e.role == "express"),
+                 None),
         )
         for q in topology.queues
         if q.role == "consumer" and q.consumer is not None
@@ -183,6 +186,7 @@ def build_report(
 def _problems(report: StatusReport, declared: set[str], max_stored: int) -> tuple[Problem, ...]:
     found: list[Problem] = []
     every = [c.queue for c in report.consumers] + [s for c in report.consumers for _, s in c.rungs]
+    every += [c.express for c in report.consumers if c.express is not None]
     every += [report.notifier, report.parked, report.store]
     missing = [q.name for q in every if q.name in declared and not q.exists]
     if missing:
@@ -198,7 +202,8 @@ def _problems(report: StatusReport, declared: set[str], max_stored: int) -> tupl
                 f"{consumer.name} is {consumer.paused}: {consumer.queue.ready} messages wait in "
                 f"{consumer.queue.name}; `pipeline consumers resume {consumer.name}`",
             ))
-    running = [(c.name, c.queue) for c in report.consumers if c.paused is None]
+    running = [(c.name, q) for c in report.consumers if c.paused is None
+               for q in (c.queue, c.express) if q is not None]
     for name, queue in [*running, (naming.ADMIN_NOTIFIER, report.notifier), *ledger]:
         if queue.exists and queue.ready > 0 and queue.consumers == 0:
             found.append(Problem(

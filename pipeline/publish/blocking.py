@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from pipeline.events import Event
-from pipeline.publish.publisher import Publisher
+from pipeline.publish.publisher import Priority, Publisher
 from pipeline.settings import PipelineSettings
 
 T = TypeVar("T")
@@ -50,12 +50,13 @@ class BlockingPublisher:
         event_id: str | None = None,
         delay: timedelta | None = None,
         at: datetime | None = None,
+        priority: Priority = "standard",
     ) -> str:
         """Publish and block until confirmed; return the event id (see ``Publisher.publish``)."""
         return self._call(
             self._publisher.publish(event, routing_key=routing_key, subject=subject,
                                     headers=headers, extensions=extensions, event_id=event_id,
-                                    delay=delay, at=at)
+                                    delay=delay, at=at, priority=priority)
         )
 
     def publish_many(
@@ -64,9 +65,11 @@ class BlockingPublisher:
         *,
         delay: timedelta | None = None,
         at: datetime | None = None,
+        priority: Priority = "standard",
     ) -> list[str]:
         """Publish a batch with pipelined confirms (see ``Publisher.publish_many``)."""
-        return self._call(self._publisher.publish_many(list(events), delay=delay, at=at))
+        return self._call(self._publisher.publish_many(list(events), delay=delay, at=at,
+                                                       priority=priority))
 
     def close(self) -> None:
         if self._loop.is_running():

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from aio_pika import Message
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
@@ -30,6 +30,28 @@ from pipeline.settings import PipelineSettings
 from topology import naming
 
 log = logging.getLogger(__name__)
+
+# The lane an event travels in (docs/flow-control.md, "Priority lanes").
+Priority = Literal["standard", "express"]
+_EXCHANGES: dict[str, str] = {
+    "standard": naming.EVENTS_EXCHANGE, "express": naming.EXPRESS_EXCHANGE}
+
+
+def exchange_for(priority: str) -> str:
+    """The exchange of a lane; ``ValueError`` for a lane that does not exist."""
+    try:
+        return _EXCHANGES[priority]
+    except KeyError:
+        raise ValueError(
+            f"priority {priority!r} is not a lane: use 'standard' or 'express'") from None
+
+
+def _refuse_delayed_express(due: object, priority: str) -> None:
+    # A delayed event leaves its delay levels through the standard exchange: an
+    # express lane it would not get must not be promised (docs/flow-control.md).
+    if due is not None and priority != "standard":
+        raise ValueError("a delayed event (delay=/at=) travels in the standard lane: "
+                         "publish it without priority='express'")
 
 
 def build_message(
@@ -126,8 +148,12 @@ class Publisher:
         event_id: str | None = None,
         delay: timedelta | None = None,
         at: datetime | None = None,
+        priority: Priority = "standard",
     ) -> str:
         """Publish one event; return its CloudEvents id once the broker confirmed it.
+
+        ``priority="express"`` puts it in its consumers' express lanes, handled
+        before the standard backlog (docs/flow-control.md).
 
         ``extensions`` are CloudEvents extension attributes for the envelope;
         ``event_id`` is the id to use instead of a new UUID (give the same one
@@ -143,11 +169,13 @@ class Publisher:
         """
         key = validate_event_type(routing_key) if routing_key else event.event_type
         due = plan_due(delay, at)
+        exchange_for(priority)  # refuse an unknown lane before building anything
+        _refuse_delayed_express(due, priority)
         cloud_event = envelope.wrap(event, self._settings.service_name, subject, extensions,
                                     event_id)
         body = envelope.encode(cloud_event)
         try:
-            await self.publish_raw(cloud_event, body, key, headers, due)
+            await self.publish_raw(cloud_event, body, key, headers, due, priority=priority)
         except PublishError as exc:
             exc.event_id = cloud_event.id
             raise
@@ -160,6 +188,8 @@ class Publisher:
         routing_key: str,
         headers: Mapping[str, Any] | None = None,
         due: Due | None = None,
+        *,
+        priority: Priority = "standard",
     ) -> None:
         """Publish an already encoded envelope (the CLI and the outbox relay use this).
 
@@ -174,7 +204,7 @@ class Publisher:
                 f"PIPELINE_MAX_MESSAGE_BYTES={self._settings.max_message_bytes}; send a "
                 "reference to the data instead of the data"
             )
-        exchange = naming.EVENTS_EXCHANGE
+        exchange = exchange_for(priority)
         message_headers = dict(headers or {})
         if due is not None:
             if self._settings.is_memory:
@@ -197,11 +227,13 @@ class Publisher:
         *,
         delay: timedelta | None = None,
         at: datetime | None = None,
+        priority: Priority = "standard",
     ) -> list[str]:
         """Publish a batch with pipelined confirms; return the ids in order.
 
         ``delay`` or ``at`` hold every event of the batch until then (see
-        ``publish``). All events are sent before any confirm is awaited. Raises
+        ``publish``); every event goes in the ``priority`` lane. All events
+        are sent before any confirm is awaited. Raises
         ``BatchPublishError`` listing exactly which ids were not confirmed
         (``failed``) and which were (``confirmed``).
         """
@@ -217,7 +249,10 @@ class Publisher:
             cloud_event = envelope.wrap(event, self._settings.service_name)
             prepared.append((cloud_event, envelope.encode(cloud_event), key))
         ids = [cloud_event.id for cloud_event, _, _ in prepared]
-        sends = [self.publish_raw(ce, body, key, None, due) for ce, body, key in prepared]
+        exchange_for(priority)
+        _refuse_delayed_express(due, priority)
+        sends = [self.publish_raw(ce, body, key, None, due, priority=priority)
+                 for ce, body, key in prepared]
         # Only the sends hold the envelopes now, each until its confirm: fewer
         # objects live through the batch, fewer for the cyclic GC to promote.
         del prepared

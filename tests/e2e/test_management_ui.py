@@ -79,7 +79,9 @@ def test_a_consumers_queue_sorts_next_to_its_retry_rungs_in_the_ui(broker, vhost
     assert names == sorted(names)
     for consumer in {q.consumer for q in topology.queues if q.role == "consumer"}:
         own = [i for i, name in enumerate(names)
-               if name == f"pipeline.{consumer}" or name.startswith(f"pipeline.{consumer}.retry.")]
-        assert len(own) == 1 + len(settings.ladder)
+               if name in (f"pipeline.{consumer}", f"pipeline.{consumer}.express")
+               or name.startswith(f"pipeline.{consumer}.retry.")]
+        assert len(own) == 2 + len(settings.ladder)  # the queue, its express lane, the rungs
         assert own == list(range(own[0], own[0] + len(own))), f"{consumer}'s rungs are apart"
         assert names[own[0]] == f"pipeline.{consumer}"
+        assert names[own[1]] == f"pipeline.{consumer}.express"

@@ -70,6 +70,9 @@ def test_topology_gives_each_consumer_its_own_rungs_dead_lettering_home():
     assert notifier.arguments["x-dead-letter-routing-key"] == "pipeline.admin-notifier.parked"
     bound = {(b.exchange, b.queue, b.pattern) for b in topo.bindings}
     assert ("pipeline.events", "pipeline.billing", "orders.#") in bound
+    assert ("pipeline.events.express", "pipeline.billing.express", "orders.#") in bound
+    express = topo.queue("pipeline.billing.express")
+    assert express.arguments == topo.queue("pipeline.billing").arguments  # same guard, same DLX
     assert ("pipeline.dead-letter", "pipeline.dead-letter.store", "") in bound
 
 
@@ -80,6 +83,6 @@ def test_a_consumer_declares_only_its_own_queues_and_the_shared_ones():
     )
     names = {q.name for q in topo.subset("billing").queues}
     assert names == {
-        "pipeline.billing", "pipeline.billing.retry.1s", "pipeline.dead-letter.store",
-        "pipeline.admin-notifier", "pipeline.admin-notifier.parked",
+        "pipeline.billing", "pipeline.billing.express", "pipeline.billing.retry.1s",
+        "pipeline.dead-letter.store", "pipeline.admin-notifier", "pipeline.admin-notifier.parked",
     }
