@@ -89,8 +89,10 @@ async def test_demo_shows_events_flowing_fills_the_store_and_leaves_nothing_runn
     assert all(int(rows[name]["acked"]) > 50 for name in ("audit", "billing", "shipping"))
     assert int(rows["billing"]["retried"]) > 0  # flaky cards climbed the ladder
     assert int(rows["shipping"]["retried"]) > 0  # country XX climbs it too
-    assert re.search(r"published \d+: placed \d+, cancelled \d+; failing on purpose [1-9]",
+    assert re.search(r"published \d+: placed \d+ \([1-9]\d* express\), cancelled \d+; "
+                     r"failing on purpose [1-9]",
                      result.stdout)
+    assert re.search(r"express lane \d+ placed orders sent express", result.stdout)
     # The run ends with one retried event's trace as a tree: publish -> retry -> wait.
     assert "One retried event's trace" in result.stdout
     assert re.search(r"retry pipeline\.\w+\.retry\.1s", result.stdout), result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
@@ -92,3 +93,11 @@ async def test_an_unknown_lane_is_refused_before_anything_is_sent(settings):
     async with await Publisher.connect(settings) as publisher:
         with pytest.raises(ValueError, match="not a lane"):
             await publisher.publish(ThingHappened(n=1), priority="urgent")  # type: ignore[arg-type]
+
+
+async def test_a_delayed_express_event_is_refused_it_would_arrive_in_the_standard_lane(
+        settings):
+    async with await Publisher.connect(settings) as publisher:
+        with pytest.raises(ValueError, match="standard lane"):
+            await publisher.publish(ThingHappened(n=1), delay=timedelta(seconds=5),
+                                    priority="express")
