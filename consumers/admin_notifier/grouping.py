@@ -30,6 +30,9 @@ class _Group:
     waiting: list[asyncio.Future[None]] = field(default_factory=list)
     latest: DeadLetterNotice | None = None
     timer: asyncio.Task[None] | None = None
+    # The window's send in progress. Its own task, so that stopping the timer
+    # (``close``) cannot interrupt a send halfway and strand its senders.
+    flush: asyncio.Task[None] | None = None
 
 
 class GroupingNotifier:
@@ -66,30 +69,47 @@ class GroupingNotifier:
                 del self._groups[key]  # a quiet window closes the group
                 return
             group.waiting, group.latest = [], None
-            await self._flush(key, waiting, latest)
+            group.flush = asyncio.create_task(self._flush(key, waiting, latest))
+            await asyncio.shield(group.flush)
+            group.flush = None
 
     async def _flush(
         self, key: GroupKey, waiting: list[asyncio.Future[None]], latest: DeadLetterNotice
     ) -> None:
         try:
             await self.sink.send(latest, len(waiting))
-        except Exception as exc:
-            log.error("grouped notice for %s x%d was not delivered: %s", key, len(waiting), exc)
+        except (Exception, asyncio.CancelledError) as exc:
+            # Cancelled too (the loop is going away): every sender gets an answer,
+            # so each dead letter is settled (parked) instead of left unacked.
+            log.error("grouped notice for %s x%d was not delivered: %s; the dead letters "
+                      "it covers are parked", key, len(waiting), exc or type(exc).__name__)
+            failed = exc if isinstance(exc, Exception) else RuntimeError(
+                "the notifier stopped while sending this notice")
             for future in waiting:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(failed)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return
         for future in waiting:
             if not future.done():
                 future.set_result(None)
 
     async def close(self) -> None:
-        """Flush every open window now (on shutdown); pending senders get their answer."""
+        """Flush every open window now (on shutdown); pending senders get their answer.
+
+        A window's send already in progress is finished, not cut off.
+        """
         for key, group in list(self._groups.items()):
             if group.timer is not None:
                 group.timer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await group.timer
+            if group.flush is not None:
+                log.info("notifier stopping while a notice for %s is being sent; finishing "
+                         "it first", key)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await group.flush
             if group.waiting and group.latest is not None:
                 await self._flush(key, group.waiting, group.latest)
         self._groups.clear()

@@ -147,8 +147,37 @@ class Worker:
             await self._processor(delivery)
         except Exception as error:
             return await self._settle_failure(delivery, error)
+        except asyncio.CancelledError as cancelled:
+            return await self._settle_cancelled(delivery, cancelled)
         delivery.outcome = delivery.ack_outcome if await delivery.ack() else Outcome.REQUEUED
         return delivery.outcome
+
+    async def _settle_cancelled(
+        self, delivery: Delivery, cancelled: asyncio.CancelledError
+    ) -> Outcome:
+        """A handler that raised ``CancelledError``: settle it once, never leave it unacked.
+
+        If this task itself is being cancelled (a forced stop), the message goes
+        back to its queue and the cancellation goes on. Otherwise the handler
+        (or something it awaited) raised it on its own: that is a failure like
+        any other, and the failure policy decides.
+        """
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            log.warning("%s event %s: its handler in %s was cancelled by the stop; returning it "
+                        "to %s", delivery.event_type, delivery.message_id, self.consumer,
+                        self.queue_name)
+            try:
+                await delivery.message.nack(requeue=True)
+            except Exception as exc:  # the channel is gone: the broker requeues it anyway
+                log.warning("nack of %s failed (%s); the broker will redeliver it",
+                            delivery.message_id, exc)
+            delivery.outcome = Outcome.REQUEUED
+            raise cancelled
+        log.error("%s event %s: the handler of %s raised CancelledError without being "
+                  "cancelled; treated as a failure", delivery.event_type, delivery.message_id,
+                  self.consumer)
+        return await self._settle_failure(delivery, cancelled)
 
     async def _last_resort(self, delivery: Delivery) -> None:
         """Settle a delivery whose processing broke outside the handler.

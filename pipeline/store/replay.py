@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import ChannelInvalidStateError
 
 from pipeline import headers as h
 from pipeline import tracing
@@ -134,14 +135,35 @@ async def _replay_one(
     # A replay is a new unit of work: a new trace, linked to the failed one.
     hop = Hop("replay", target, "", target, attributes,
               links=tracing.link_to(stored.headers), new_trace=True)
+    if not _holds(message):
+        # The connection dropped mid-replay (and may have come back): this
+        # delivery can no longer be acked, and the broker already put it back
+        # in the store. Sending a copy now would leave it in both places.
+        log.error("replay of %s stopped: the store's channel closed mid-replay; it is back "
+                  "in the store, replay it again", stored.message_id)
+        return "the connection to the store dropped mid-replay: not replayed, it is back in " \
+               "the store"
     try:
-        await forward(exchanges, message, hop, headers, timeout_s, naming.DEAD_LETTER_STORE)
+        stored_only_once = await forward(exchanges, message, hop, headers, timeout_s,
+                                         naming.DEAD_LETTER_STORE)
     except PublishError as exc:
         log.error("replay of %s to %s failed: %s; it stays in the store",
                   stored.message_id, target, exc)
         return str(exc)
+    if not stored_only_once:
+        log.error("replayed %s to %s, but the connection dropped before its store copy was "
+                  "removed: it is in both; do not replay it again", stored.message_id, target)
+        return None
     log.info("replayed %s event %s to %s (replay #%d)", stored.event_type, stored.message_id,
              target, headers[h.REPLAY_COUNT])
     return None
+
+
+def _holds(message: AbstractIncomingMessage) -> bool:
+    """True while the store delivery can still be acked (its channel is open)."""
+    try:
+        return not message.channel.is_closed
+    except ChannelInvalidStateError:
+        return False
 
 
