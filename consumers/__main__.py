@@ -2,7 +2,8 @@
 
 One name runs one worker, as a container does; several names (or ``--all``)
 run them side by side in this process (``pipeline.consume.group``);
-``outbox-relay`` runs the transactional outbox's relay (``pipeline.outbox``).
+``outbox-relay`` runs the transactional outbox's relay (``pipeline.outbox``),
+``scheduler`` the App's cron and repeatable schedules (``pipeline.schedule``).
 
 Without ``PIPELINE_APP`` it runs ``consumers.registry:app`` (the orders demo);
 a deployment of your own sets ``PIPELINE_APP`` to its App.
@@ -27,6 +28,8 @@ from pipeline.tracing.sdk import configure_tracing
 REPOSITORY_APP = "consumers.registry:app"
 # Not a worker of the App: the outbox relay (PIPELINE_OUTBOX_URL), as its own process.
 RELAY = "outbox-relay"
+# Not a worker either: the App's schedules (docs/scheduling.md); run two replicas.
+SCHEDULER = "scheduler"
 
 
 def run_relay(settings: PipelineSettings) -> int:
@@ -65,6 +68,10 @@ def main(argv: list[str]) -> int:
     try:
         if argv == [RELAY]:
             return run_relay(settings)
+        if argv == [SCHEDULER]:
+            from pipeline.schedule.process import run_scheduler  # needs cronsim ([worker])
+
+            return run_scheduler(settings)
         if len(argv) == 1 and not everything:
             return run_named(settings, argv[0])
         return run_group(settings, [] if everything else argv)

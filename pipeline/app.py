@@ -26,6 +26,7 @@ from topology.ledger import control_topology, ledger_topology
 
 if TYPE_CHECKING:
     from pipeline.consume.protocols import ConsumeMiddleware, PlanFactory
+    from pipeline.schedule.spec import Schedule
 
 
 class App:
@@ -42,6 +43,7 @@ class App:
         on_startup: Sequence[Hook] = (),
         on_shutdown: Sequence[Hook] = (),
         state: Any = None,
+        schedules: Iterable[Schedule] = (),
     ) -> None:
         """Register ``consumers`` (and ``events`` only producers know).
 
@@ -50,7 +52,8 @@ class App:
         manager>`` whose yield is the state handlers see (``Context.state``);
         or ``on_startup``/``on_shutdown`` hooks called with ``state``. Raises
         ``ConfigurationError`` for a consumer registered twice or both kinds
-        of hooks.
+        of hooks. ``schedules`` are run by ``pipeline scheduler``
+        (docs/scheduling.md); each names an event type of the App.
         """
         self.middlewares = tuple(middlewares)
         self.runtime = AppRuntime(lifespan, on_startup, on_shutdown, state)
@@ -67,6 +70,16 @@ class App:
         for consumer in self.consumers.values():
             for route in consumer.routes.values():
                 self.events.setdefault(route.event_type, route.model)
+        self.schedules: dict[str, Schedule] = {}
+        for schedule in schedules:
+            if schedule.name in self.schedules:
+                raise ConfigurationError(f"schedule {schedule.name!r} is declared twice")
+            if schedule.event_type not in self.events:
+                raise ConfigurationError(
+                    f"schedule {schedule.name!r} publishes {schedule.event_type!r}, which is "
+                    "no event type of this App: pass its model in App(events=[...])"
+                )
+            self.schedules[schedule.name] = schedule
 
     @property
     def worker_names(self) -> list[str]:

@@ -22,6 +22,7 @@ from pipeline.commands import (
     events,
     outbox,
     publish,
+    schedules,
     topology,
 )
 from pipeline.commands import console as console_command
@@ -67,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in (topology, publish, consume, consumers, demo, dead_letters_command,
-                   status_command, users_command, events, asyncapi, outbox, console_command):
+                   status_command, users_command, events, asyncapi, outbox, console_command,
+                   schedules):
         module.register(subparsers)
     return parser
 
