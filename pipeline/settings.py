@@ -76,6 +76,13 @@ class PipelineSettings(BaseSettings):
         1.0, gt=0, description="first wait before reconnecting; grows with the outage to 15s"
     )
     shutdown_timeout_s: float = Field(30.0, ge=0, description="drain in-flight handlers on stop")
+    # The circuit breaker (docs/flow-control.md): after this many transient failures in a
+    # row a worker stops taking deliveries for the cool-down, then probes with one.
+    breaker_failures: int = Field(
+        0, ge=0, description="consecutive transient failures that open a consumer's breaker "
+        "(0: no breaker)")
+    breaker_cooldown_s: float = Field(
+        30.0, gt=0, description="seconds an open breaker waits before probing with one delivery")
     max_message_bytes: int = Field(1_048_576, ge=1024, description="refuse bigger events")
     error_header_bytes: int = Field(2048, ge=128, description="cap for error text in headers")
     traceback_header_bytes: int = Field(8192, ge=256, description="cap for traceback headers")

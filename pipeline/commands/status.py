@@ -23,7 +23,7 @@ from rich.text import Text
 
 from pipeline.commands.output import console, print_json
 from pipeline.commands.topology import load_topology
-from pipeline.control.pause import read_pauses
+from pipeline.control.pause import read_flow
 from pipeline.durations import format_duration
 from pipeline.errors import PipelineError
 from pipeline.exits import ExitCode
@@ -79,13 +79,18 @@ async def _watch(args: argparse.Namespace, settings: PipelineSettings, topology:
 
 async def read_flow_status(settings: PipelineSettings, topology: Topology,
                            max_stored: int) -> StatusReport:
-    """The status with each consumer's pause, read from the control log when it can be."""
+    """The status with each consumer's pause and open breakers, from the control log."""
     note = None
+    paused: dict[str, str] = {}
+    tripped: dict[str, str] = {}
     try:
-        paused = {name: pause.note for name, pause in (await read_pauses(settings)).items()}
+        book = await read_flow(settings)
     except PipelineError as exc:
-        paused, note = {}, f"pause states unknown: {exc}"
-    report = await read_status(settings, topology, max_stored, paused)
+        note = f"pause and breaker states unknown: {exc}"
+    else:
+        paused = {name: pause.note for name, pause in book.paused.items()}
+        tripped = {name: book.tripped_note(name) or "" for name in book.tripped}
+    report = await read_status(settings, topology, max_stored, paused, tripped)
     return replace(report, flow_note=note)
 
 
@@ -99,7 +104,8 @@ def render(report: StatusReport) -> RenderableType:
     for column in ("ready", "unack", "cons", "in/s", "out/s", "ack/s"):
         table.add_column(column, justify="right", no_wrap=True)
     for consumer in report.consumers:
-        label = consumer.queue.name + (" (paused)" if consumer.paused else "")
+        label = consumer.queue.name + (" (paused)" if consumer.paused else "") + (
+            " (breaker open)" if consumer.tripped else "")
         _row(table, consumer.queue, label, warn_idle=consumer.paused is None)
         if consumer.express is not None:
             _row(table, consumer.express, "  └ express", warn_idle=consumer.paused is None)

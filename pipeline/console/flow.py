@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable
 
 from pipeline.console.protocols import FlowState
-from pipeline.control.pause import read_pauses, set_paused
+from pipeline.control.pause import read_flow, set_paused
 from pipeline.errors import ConfigurationError, PipelineError
 from pipeline.settings import PipelineSettings
 
@@ -38,12 +38,15 @@ class ControlLogFlow:
 
     async def states(self, settings: PipelineSettings) -> dict[str, FlowState]:
         try:
-            paused = await read_pauses(settings)
+            book = await read_flow(settings)
         except PipelineError as exc:  # e.g. this user may not read the log: unknown
             log.info("flow states unknown for the console's user: %s", exc)
             return {}
-        return {name: FlowState(paused=name in paused,
-                                note=paused[name].note if name in paused else "")
+        paused = book.paused
+        return {name: FlowState(
+                    paused=name in paused, tripped=name in book.tripped,
+                    note="; ".join(n for n in (paused[name].note if name in paused else "",
+                                               book.tripped_note(name) or "") if n))
                 for name in self._consumers}
 
     async def pause(self, settings: PipelineSettings, consumer: str, issued_by: str) -> str:

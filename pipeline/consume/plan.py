@@ -13,6 +13,7 @@ from functools import partial
 
 from pipeline import tracing
 from pipeline.app import App
+from pipeline.consume.breaker import CircuitBreaker
 from pipeline.consume.consumer import Consumer
 from pipeline.consume.dispatch import EventDispatcher
 from pipeline.consume.failure import LadderPolicy
@@ -64,6 +65,8 @@ class WorkerPlan:
     switch: PauseSwitch | None = None
     # The consumer's express lane, consumed beside ``queue`` (None: no lane).
     express_queue: str | None = None
+    # Opens after PIPELINE_BREAKER_FAILURES transient failures in a row (None: off).
+    breaker: CircuitBreaker | None = None
 
 
 def standard_middlewares(
@@ -99,20 +102,28 @@ def plan_for(consumer: Consumer, settings: PipelineSettings, app: App | None = N
     users = (*(app.middlewares if app is not None else ()), *consumer.middlewares)
     # Waiting for a rate slot happens after a cancel was honoured, before any span.
     limit = (RateLimit(consumer.rate_per_s),) if consumer.rate_per_s is not None else ()
+    control = _control_log((guard, switch), consumer.name, settings)
+    breaker = (CircuitBreaker(consumer.name, settings.breaker_failures,
+                              settings.breaker_cooldown_s, metrics,
+                              control[0].publish if control else None)
+               if settings.breaker_failures else None)
     return WorkerPlan(
         consumer=consumer.name,
         queue=consumer.queue,
         prefetch=cap_prefetch(consumer.prefetch or settings.prefetch, consumer.rate_per_s),
         processor=dispatcher,
         failure=partial(LadderPolicy, retry=consumer.retry),
-        # A delivery that arrives while paused goes back before anything records it.
-        middlewares=(outermost, switch, *recorder, guard, *limit, *inner, *users),
+        # A delivery that arrives while paused (or the breaker is open) goes back
+        # before anything records it; the breaker reads the failure policy's decision.
+        middlewares=(outermost, switch, *((breaker,) if breaker else ()), *recorder, guard,
+                     *limit, *inner, *users),
         metrics=metrics,
-        services=(*_control_log((guard, switch), consumer.name, settings), *recorder),
+        services=(*control, *recorder),
         app=app,
         ladder=ladder,
         switch=switch,
         express_queue=consumer.express_queue,
+        breaker=breaker,
     )
 
 

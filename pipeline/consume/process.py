@@ -165,10 +165,10 @@ async def _run(
             await switch.attach(worker, plan.prefetch)  # not consuming while paused
         else:
             await worker.start(plan.prefetch)
+        if plan.breaker is not None:
+            plan.breaker.attach(worker)
         # False once draining; a paused worker is ready (it is where it should be).
-        probe.watch("consuming",
-                    lambda: worker.is_consuming or (
-                        switch is not None and switch.is_paused and not worker.is_closing))
+        probe.watch("consuming", lambda: worker.is_consuming or worker.is_held_paused)
         log.info(
             "consumer %s consuming %s on %s (prefetch %d, retry ladder %s)",
             plan.consumer, plan.queue, settings.safe_amqp_url, plan.prefetch,
@@ -178,6 +178,8 @@ async def _run(
         await stop.stop.wait()
         if switch is not None:
             await switch.detach()  # no resume after this point
+        if plan.breaker is not None:
+            await plan.breaker.detach()
         await _shut_down(worker, settings.shutdown_timeout_s, stop, plan.on_stop)
         log.info(
             "consumer %s stopped after %.0fs: %s",

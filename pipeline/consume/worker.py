@@ -56,6 +56,10 @@ class Worker:
         self._closing = False
         # Pause and resume arrive from the control log as tasks; one at a time.
         self._switching = asyncio.Lock()
+        # Who holds consuming paused ("operator", "breaker", a consume gate...):
+        # the worker consumes only when nobody does, so one's resume never
+        # undoes another's pause.
+        self._holds: set[str] = set()
         self._in_flight = 0  # deliveries between arrival and settling
         self._idle = asyncio.Event()
         self._idle.set()
@@ -72,6 +76,14 @@ class Worker:
     def is_closing(self) -> bool:
         return self._closing
 
+    def is_held(self, hold: str) -> bool:
+        return hold in self._holds
+
+    @property
+    def is_held_paused(self) -> bool:
+        """Not consuming on purpose (paused by an operator, a breaker, a gate)."""
+        return bool(self._holds) and not self._closing
+
     async def start(self, prefetch: int, consuming: bool = True) -> None:
         """Set the prefetch and start consuming (the queues must exist).
 
@@ -85,19 +97,33 @@ class Worker:
         if consuming:
             await self.resume()
 
-    async def resume(self) -> None:
-        """Consume again after ``pause`` (no-op while consuming or once stopping)."""
+    async def resume(self, hold: str = "gate") -> None:
+        """Release ``hold``; consume again once no hold is left (no-op once stopping)."""
         async with self._switching:
-            if not self._queues or self._tags or self._closing:
+            self._holds.discard(hold)
+            if not self._queues or self._tags or self._closing or self._holds:
                 return
             # Express first: after a pause its waiting events are taken before the queue's.
             for queue in reversed(self._queues):
                 self._tags.append((queue, await queue.consume(self._on_message)))
 
-    async def pause(self) -> None:
-        """Cancel the consumer tags: the broker sends nothing more; in-flight ones carry on."""
+    async def pause(self, hold: str = "gate") -> None:
+        """Hold consuming paused: cancel the consumer tags, in-flight deliveries carry on."""
         async with self._switching:
+            self._holds.add(hold)
             await self._cancel_tags()
+
+    async def take_one(self) -> Outcome | None:
+        """Fetch one waiting delivery (express lane first) and process it; None if none waits.
+
+        A circuit breaker's probe: ``basic.get`` takes exactly one message, so
+        nothing else is delivered while the consumer tags are cancelled.
+        """
+        for queue in reversed(self._queues):
+            message = await queue.get(no_ack=False, fail=False)
+            if message is not None:
+                return await self._on_message(message)
+        return None
 
     async def stop_consuming(self) -> None:
         """Ask the broker for no more deliveries, for good; in-flight ones carry on."""
@@ -121,7 +147,7 @@ class Worker:
             return False
         return True
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: AbstractIncomingMessage) -> Outcome | None:
         if not self._in_flight:
             self._idle.clear()
         self._in_flight += 1
@@ -141,6 +167,7 @@ class Worker:
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
+        return delivery.outcome
 
     async def _settle(self, delivery: Delivery) -> Outcome:
         try:

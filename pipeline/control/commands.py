@@ -72,6 +72,25 @@ class ResumeConsumer(ControlCommand):
 
 
 @register_command
+class BreakerOpened(ControlCommand):
+    """A replica's circuit breaker opened: it takes no deliveries (written by the worker)."""
+
+    kind: ClassVar[str] = "consumers.breaker-opened"
+    consumer: str = Field(min_length=1)
+    replica: str = Field(min_length=1)
+    reason: str = ""
+
+
+@register_command
+class BreakerClosed(ControlCommand):
+    """A replica's circuit breaker closed again (its probe succeeded, or it started)."""
+
+    kind: ClassVar[str] = "consumers.breaker-closed"
+    consumer: str = Field(min_length=1)
+    replica: str = Field(min_length=1)
+
+
+@register_command
 class SyncMarker(ControlCommand):
     """Written by a worker when it starts: reading it back means it has read the log."""
 

@@ -86,6 +86,12 @@ class ControlLog:
                       "anyway, commands (cancellations) apply as they arrive",
                       self._worker, naming.CONTROL_LOG, CATCH_UP_TIMEOUT_S)
 
+    async def publish(self, command: ControlCommand) -> None:
+        """Append ``command`` on this reader's channel (a worker reporting its own state)."""
+        if self._channel is None or self._channel.is_closed:
+            raise RuntimeError("the control log is not started")
+        await append(self._channel, command, self._confirm_timeout_s)
+
     async def stop(self) -> None:
         if self._channel is not None and not self._channel.is_closed:
             with contextlib.suppress(Exception):

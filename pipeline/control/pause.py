@@ -25,7 +25,13 @@ from aio_pika.exceptions import AMQPError
 from pipeline.connection import connect
 from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.consume.protocols import CallNext
-from pipeline.control.commands import ControlCommand, PauseConsumer, ResumeConsumer
+from pipeline.control.commands import (
+    BreakerClosed,
+    BreakerOpened,
+    ControlCommand,
+    PauseConsumer,
+    ResumeConsumer,
+)
 from pipeline.control.log import ControlLog, send_command
 from pipeline.errors import PipelineError
 from topology import naming
@@ -35,6 +41,8 @@ if TYPE_CHECKING:
     from pipeline.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
+
+HOLD = "operator"  # the worker's hold an operator's pause takes
 
 
 @dataclass(frozen=True)
@@ -51,10 +59,12 @@ class Pause:
 
 
 class PauseBook:
-    """Each consumer's pause, folded from the control log in its order (last command wins)."""
+    """Each consumer's pause, folded from the control log in its order (last command wins),
+    and the replicas whose circuit breaker is open (``pipeline.consume.breaker``)."""
 
     def __init__(self) -> None:
         self.paused: dict[str, Pause] = {}
+        self.tripped: dict[str, dict[str, str]] = {}  # consumer -> replica -> note
 
     def apply(self, command: ControlCommand) -> None:
         if isinstance(command, PauseConsumer):
@@ -62,6 +72,19 @@ class PauseBook:
                                                   command.issued_at)
         elif isinstance(command, ResumeConsumer):
             self.paused.pop(command.consumer, None)
+        elif isinstance(command, BreakerOpened):
+            self.tripped.setdefault(command.consumer, {})[command.replica] = (
+                f"breaker open on {command.replica} since "
+                f"{command.issued_at:%Y-%m-%d %H:%M:%S} UTC: {command.reason}")
+        elif isinstance(command, BreakerClosed):
+            replicas = self.tripped.get(command.consumer, {})
+            replicas.pop(command.replica, None)
+            if not replicas:
+                self.tripped.pop(command.consumer, None)
+
+    def tripped_note(self, consumer: str) -> str | None:
+        replicas = self.tripped.get(consumer)
+        return "; ".join(replicas.values()) if replicas else None
 
 
 def fold_pauses(commands: Iterable[ControlCommand]) -> dict[str, Pause]:
@@ -109,6 +132,8 @@ class PauseSwitch:
         """Start ``worker``: consuming, or attached to nothing while paused."""
         self._worker = worker
         await worker.start(prefetch, consuming=False)
+        if not self.is_paused:
+            await worker.resume(HOLD)  # releases nothing: starts consuming
         await self._follow(worker)  # a command may have arrived during the start
         if self.pause is not None:
             log.warning("consumer %s is %s: not consuming; its events wait in %s until "
@@ -126,11 +151,11 @@ class PauseSwitch:
         """Bring the worker to the state the log says now; True if it changed."""
         changed = False
         # The state may flip again while the worker switches: loop until it matches.
-        while not worker.is_closing and worker.is_consuming == self.is_paused:
+        while not worker.is_closing and worker.is_held(HOLD) != self.is_paused:
             if self.is_paused:
-                await worker.pause()
+                await worker.pause(HOLD)
             else:
-                await worker.resume()
+                await worker.resume(HOLD)
             changed = True
         return changed
 
@@ -163,7 +188,12 @@ class PauseSwitch:
 
 
 async def read_pauses(settings: PipelineSettings) -> dict[str, Pause]:
-    """Each paused consumer, read from the control log as the user of ``settings``.
+    """Each paused consumer, read from the control log as the user of ``settings``."""
+    return (await read_flow(settings)).paused
+
+
+async def read_flow(settings: PipelineSettings) -> PauseBook:
+    """Pauses and open breakers, read from the control log as the user of ``settings``.
 
     Reading appends one sync marker (that is how a reader knows it reached
     the end), so the user needs write access to the log. Raises
@@ -186,7 +216,7 @@ async def read_pauses(settings: PipelineSettings) -> dict[str, Pause]:
     if not reader.caught_up.is_set():
         raise PipelineError(f"the control log {naming.CONTROL_LOG} was not read to its end in "
                             "time; try again")
-    return book.paused
+    return book
 
 
 async def set_paused(settings: PipelineSettings, consumer: str, paused: bool,

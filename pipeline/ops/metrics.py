@@ -28,7 +28,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client import metrics as _prometheus_metrics
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -104,6 +104,16 @@ class PipelineMetrics:
             "pipeline_publish_confirm_seconds",
             "Time from publish to the broker's confirm (retry, dead-letter and park copies)",
             ["exchange"], buckets=CONFIRM_BUCKETS_S, registry=self.registry,
+        )
+        # The circuit breaker (pipeline.consume.breaker): 1 while open or probing.
+        self.breaker_open = Gauge(
+            "pipeline_consumer_breaker_open",
+            "1 while the consumer's circuit breaker is open (no deliveries taken), else 0",
+            ["consumer"], registry=self.registry,
+        )
+        self.breaker_trips = Counter(
+            "pipeline_consumer_breaker_trips",
+            "Times the consumer's circuit breaker opened", ["consumer"], registry=self.registry,
         )
         ProcessCollector(registry=self.registry)
 

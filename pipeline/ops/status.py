@@ -12,6 +12,8 @@ one of these, each with what to do (docs/operations.md):
     notices-parked       the admin notifier parked notices it could not deliver
     paused               an operator paused a consumer (``pipeline consumers pause``):
                          its events wait in its queue until it is resumed
+    breaker-open         a replica's circuit breaker is open (a downstream is failing):
+                         its events wait in its queue until a probe succeeds
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class ConsumerStatus:
     rungs: tuple[tuple[str, QueueState], ...]  # (label, state), in ladder order
     paused: str | None = None  # who paused it and when (``pipeline consumers pause``)
     express: QueueState | None = None  # its express lane (None: the topology has none)
+    tripped: str | None = None  # which replicas' circuit breakers are open, since when
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ async def read_status(
     topology: Topology,
     max_stored: int = 0,
     paused: Mapping[str, str] | None = None,
+    tripped: Mapping[str, str] | None = None,
 ) -> StatusReport:
     """Ask the management API about every queue in ``topology``.
 
@@ -135,7 +139,8 @@ async def read_status(
                 f"vhost {settings.vhost!r} does not exist on the broker; create it or fix "
                 "PIPELINE_AMQP_URL, then run `pipeline topology apply`"
             ) from None
-    return build_report(settings.vhost, topology, listed, max_stored, paused=paused)
+    return build_report(settings.vhost, topology, listed, max_stored, paused=paused,
+                        tripped=tripped)
 
 
 def build_report(
@@ -145,6 +150,7 @@ def build_report(
     max_stored: int = 0,
     now: float | None = None,
     paused: Mapping[str, str] | None = None,
+    tripped: Mapping[str, str] | None = None,
 ) -> StatusReport:
     """The report for the broker's queue listing ``listed`` (name -> API object).
 
@@ -167,6 +173,7 @@ def build_report(
             (paused or {}).get(q.consumer),
             next((state(e.name) for e in topology.queues_of(q.consumer) if e.role == "express"),
                  None),
+            (tripped or {}).get(q.consumer),
         )
         for q in topology.queues
         if q.role == "consumer" and q.consumer is not None
@@ -202,7 +209,14 @@ def _problems(report: StatusReport, declared: set[str], max_stored: int) -> tupl
                 f"{consumer.name} is {consumer.paused}: {consumer.queue.ready} messages wait in "
                 f"{consumer.queue.name}; `pipeline consumers resume {consumer.name}`",
             ))
-    running = [(c.name, q) for c in report.consumers if c.paused is None
+    for consumer in report.consumers:
+        if consumer.tripped is not None:
+            found.append(Problem(
+                "breaker-open", consumer.queue.name,
+                f"{consumer.name}: {consumer.tripped}; its events wait in "
+                f"{consumer.queue.name} until a probe succeeds (check what it calls)",
+            ))
+    running = [(c.name, q) for c in report.consumers if c.paused is None and c.tripped is None
                for q in (c.queue, c.express) if q is not None]
     for name, queue in [*running, (naming.ADMIN_NOTIFIER, report.notifier), *ledger]:
         if queue.exists and queue.ready > 0 and queue.consumers == 0:
