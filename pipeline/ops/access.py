@@ -109,9 +109,12 @@ def roles_for(topology: Topology, workers: Mapping[str, str], prefix: str = "pip
         ))
     roles.append(Role(
         OPERATOR, f"{prefix}-{OPERATOR}", "management",
+        # The control log: `pipeline consumers list|pause|resume`, and the pause and
+        # breaker states in `status` and the console (it appends through amq.default).
         Permission("^$", exactly([DEFAULT_EXCHANGE]),
-                   exactly([naming.DEAD_LETTER_STORE, naming.ADMIN_NOTIFIER_PARKED])),
-        "lists and replays dead letters, reads status",
+                   exactly([naming.DEAD_LETTER_STORE, naming.ADMIN_NOTIFIER_PARKED,
+                            naming.CONTROL_LOG])),
+        "lists and replays dead letters, reads status, pauses and resumes consumers",
     ))
     return roles
 

@@ -36,7 +36,7 @@ from pipeline.events import Event
 from pipeline.memory import MemoryBroker, VirtualClock, discard, open_broker
 from pipeline.memory.vhost import VirtualHost
 from pipeline.publish.outbound import PERSISTENT
-from pipeline.publish.publisher import Publisher
+from pipeline.publish.publisher import Priority, Publisher
 from pipeline.settings import PipelineSettings
 from pipeline.store import ReplayReport, Selection, StoredMessage, list_stored, replay
 from pipeline.testing.recorder import Attempt, OutcomeRecorder
@@ -171,13 +171,14 @@ class TestPipeline:
         routing_key: str | None = None,
         subject: str | None = None,
         headers: Mapping[str, Any] | None = None,
+        priority: Priority = "standard",
     ) -> str:
         """Publish as ``Publisher.publish`` does; return its id once every consumer settled it.
 
         Raises what ``Publisher.publish`` raises (``UnroutableError``...).
         """
         event_id = await self._live_publisher.publish(
-            event, routing_key=routing_key, subject=subject, headers=headers)
+            event, routing_key=routing_key, subject=subject, headers=headers, priority=priority)
         await self.settle()
         return event_id
 

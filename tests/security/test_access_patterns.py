@@ -56,6 +56,7 @@ def test_the_operator_reads_the_store_and_parked_notices_and_configures_nothing(
     operator = roles["operator"].permission
     assert allows(operator.read, naming.DEAD_LETTER_STORE)
     assert allows(operator.read, naming.ADMIN_NOTIFIER_PARKED)
+    assert allows(operator.read, naming.CONTROL_LOG)  # consumers list, pause states
     assert not allows(operator.read, naming.consumer_queue("billing"))
     assert operator.write == exactly([DEFAULT_EXCHANGE])
     assert operator.configure == "^$"

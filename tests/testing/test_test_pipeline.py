@@ -164,3 +164,17 @@ async def test_a_consumer_name_that_is_not_in_the_app_is_refused_naming_the_know
     app, _ = orders_app()
     with pytest.raises(ConfigurationError, match="known: billing, shipping"):
         TestPipeline(app, consumers=["biling"])
+
+
+async def test_an_express_event_is_handled_and_located_like_a_standard_one():
+    app, attempts = orders_app(flaky_failures=1)
+    async with TestPipeline(app, REAL_LADDER) as pipeline:
+        event_id = await pipeline.publish(OrderPlaced(order_id="7", amount_cents=100),
+                                          priority="express")
+        first = pipeline.where(event_id, "billing")
+        await pipeline.advance(timedelta(seconds=1))
+        last = pipeline.where(event_id, "billing")
+    # Through billing's express lane, then the same first rung as a standard event
+    assert (first.state, first.rung, first.attempts) == (State.RETRYING, "1s", 1)
+    assert (last.state, last.attempts, last.is_handled) == (State.HANDLED, 2, True)
+    assert attempts["7"] == 2
