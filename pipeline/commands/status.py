@@ -126,6 +126,9 @@ def render(report: StatusReport) -> RenderableType:
         for problem in report.problems:
             verdict.append(f"\n  [{problem.code}] {problem.message}", style="red")
     lines: list[RenderableType] = [table, store]
+    if report.delays:
+        lines.append(Text(f"delayed events: {report.delayed} waiting in "
+                          f"{len(report.delays)} delay levels (pipeline.delay.*)"))
     if report.ledger is not None:
         lines.append(Text(ledger_line(report)))
     if report.flow_note:

@@ -14,6 +14,8 @@ one of these, each with what to do (docs/operations.md):
                          its events wait in its queue until it is resumed
     breaker-open         a replica's circuit breaker is open (a downstream is failing):
                          its events wait in its queue until a probe succeeds
+    delayed-unroutable   delayed events came due with no queue bound for their routing
+                         key: they wait in the last delay level (docs/scheduling.md)
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class QueueState:
     out_rate: float = 0.0  # delivered to consumers (or fetched)
     ack_rate: float = 0.0
     head_timestamp: float | None = None  # AMQP timestamp of the oldest message (classic only)
+    # Quorum queues: messages dead-lettered at-least-once but not yet taken by
+    # any target (for the last delay level: due, and routed nowhere).
+    dlx: int = 0
 
     @property
     def messages(self) -> int:
@@ -66,6 +71,7 @@ class QueueState:
             out_rate=rate("deliver_get"),
             ack_rate=rate("ack"),
             head_timestamp=listed.get("head_message_timestamp"),
+            dlx=int(listed.get("messages_dlx") or 0),
         )
 
 
@@ -106,6 +112,13 @@ class StatusReport:
     ledger_note: str | None = None
     # Why the pause states are not shown (the control log could not be read).
     flow_note: str | None = None
+    # The delay levels that exist (docs/scheduling.md), lowest first.
+    delays: tuple[QueueState, ...] = ()
+
+    @property
+    def delayed(self) -> int:
+        """Delayed events waiting in the delay levels (due ones routed nowhere included)."""
+        return sum(q.messages + q.dlx for q in self.delays)
 
     @property
     def is_ok(self) -> bool:
@@ -185,6 +198,9 @@ def build_report(
         vhost, consumers, state(naming.ADMIN_NOTIFIER_QUEUE),
         state(naming.ADMIN_NOTIFIER_PARKED), store, oldest, taken_at=now,
         ledger=state(naming.LEDGER_QUEUE) if naming.LEDGER_QUEUE in declared else None,
+        # Only those declared: a deployment that never applied them is not broken.
+        delays=tuple(state(q.name) for q in topology.queues
+                     if q.role == "delay" and q.name in listed),
     )
     problems = _problems(report, declared, max_stored)
     return replace(report, problems=problems)
@@ -225,6 +241,14 @@ def _problems(report: StatusReport, declared: set[str], max_stored: int) -> tupl
                 f"{queue.ready} messages wait in {queue.name} and no consumer is attached: "
                 f"start `python -m consumers {name}`",
             ))
+    last = next((q for q in report.delays if q.name.startswith(naming.delay_exchange(0) + ".")),
+                None)
+    if last is not None and last.dlx:
+        found.append(Problem(
+            "delayed-unroutable", last.name,
+            f"{last.dlx} delayed events came due but no queue is bound for their routing key; "
+            f"they wait in {last.name}: bind a consumer for them or purge it",
+        ))
     store = report.store
     if store.exists and store.messages > max_stored:
         found.append(Problem(

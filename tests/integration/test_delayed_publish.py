@@ -10,6 +10,7 @@ from urllib.parse import quote
 import pytest
 
 from pipeline import App, BlockingPublisher, Consumer, Publisher, UnroutableError
+from pipeline.ops.status import read_status
 from tests.support.events import OtherThingHappened, ThingHappened
 from tests.support.runtime import drain, open_connection
 from tests.support.waiting import eventually
@@ -94,7 +95,7 @@ async def test_a_delayed_event_no_consumer_listens_for_is_refused_when_published
 async def test_an_event_unroutable_when_due_stays_in_the_last_level_not_lost(
         settings, connection, broker, vhost):
     # (No ledger: its queue, bound with the same patterns, would take the event.)
-    await declare(settings, connection, Consumer("things", ["things.#"]), ledger=False)
+    app = await declare(settings, connection, Consumer("things", ["things.#"]), ledger=False)
     async with await Publisher.connect(settings) as publisher:
         await publisher.publish(ThingHappened(n=1), delay=timedelta(seconds=1))
     # Given the consumer's binding is removed before the event is due
@@ -110,6 +111,12 @@ async def test_an_event_unroutable_when_due_stays_in_the_last_level_not_lost(
 
     # Then it waits in pipeline.delay.00 (messages_dlx) instead of vanishing
     await eventually(stuck, timeout=20)
+    # And `pipeline status` says so
+    report = await read_status(settings, app.topology(settings.ladder, settings.delivery_limit,
+                                                      False))
+    assert [p.code for p in report.problems] == ["delayed-unroutable"]
+    assert report.problems[0].queue == last
+    assert report.delayed == 1
     assert await drain(settings, "pipeline.things") == []
 
 
