@@ -3,8 +3,11 @@
 Handlers only raise. Here an exception becomes either a retry on the next
 rung of the ladder or a dead-letter, the copy is republished with confirms
 and ``mandatory``, and only then is the original acked. If the copy cannot
-be stored the original is nacked back to its queue: nothing is lost. See
-docs/retries.md.
+be stored (rung missing or full, an alarm, no confirm in time) the worker's
+gate (``gate.py``) pauses consuming and retries that copy until the broker
+takes it, then resumes; other deliveries failing meanwhile go back to their
+queue. Nothing is lost, and the delivery limit is not spent on an outage.
+See docs/retries.md.
 
     TransientError, any other Exception    -> next rung, or dead-letter
     (HandlerTimeout: past the time limit)     (retries-exhausted) after the last
@@ -23,6 +26,7 @@ from typing import Any
 
 from pipeline import headers as h
 from pipeline.consume.delivery import Delivery, Outcome
+from pipeline.consume.protocols import ConsumeGate
 from pipeline.consume.redaction import Redactor, redactor_for
 from pipeline.consume.retry import DEFAULT_POLICY, RetryPolicy
 from pipeline.errors import (
@@ -147,9 +151,11 @@ class LadderPolicy:
         settings: PipelineSettings,
         *,
         retry: RetryPolicy = DEFAULT_POLICY,
+        gate: ConsumeGate | None = None,
     ) -> None:
         self._exchanges = exchanges
         self._settings = settings
+        self._gate = gate  # pauses the worker while a copy cannot be stored
         self._policy = retry  # the consumer's own rules, if it has any
         self._ladder = retry.ladder_for(settings.ladder)
         self._retries = retry.retries_for(self._ladder)
@@ -206,7 +212,7 @@ class LadderPolicy:
 
     async def _forward(self, delivery: Delivery, hop: Hop, headers: dict[str, Any]) -> bool:
         return await forward_or_return(
-            self._exchanges, delivery, hop, headers, self._settings.confirm_timeout_s
+            self._exchanges, delivery, hop, headers, self._settings.confirm_timeout_s, self._gate
         )
 
 
@@ -217,16 +223,18 @@ class ParkingPolicy:
     own failures there would be a cycle (rabbitmq-server#11174).
     """
 
-    def __init__(self, exchanges: ExchangeCache, settings: PipelineSettings) -> None:
+    def __init__(self, exchanges: ExchangeCache, settings: PipelineSettings, *,
+                 gate: ConsumeGate | None = None) -> None:
         self._exchanges = exchanges
         self._settings = settings
+        self._gate = gate
 
     async def handle(self, delivery: Delivery, error: BaseException) -> Outcome:
         headers = parking_headers(delivery, error, self._settings)
         target = naming.ADMIN_NOTIFIER_PARKED
         hop = Hop("park", target, "", target, {"pipeline.recoverability.action": "park"})
         if not await forward_or_return(
-            self._exchanges, delivery, hop, headers, self._settings.confirm_timeout_s
+            self._exchanges, delivery, hop, headers, self._settings.confirm_timeout_s, self._gate
         ):
             return Outcome.REQUEUED
         log.error(
@@ -242,29 +250,59 @@ async def forward_or_return(
     hop: Hop,
     headers: dict[str, Any],
     timeout_s: float,
+    gate: ConsumeGate | None = None,
 ) -> bool:
-    """Forward ``delivery`` on ``hop``; if the copy cannot be stored, return it to its queue.
+    """Forward ``delivery`` on ``hop``; if the copy cannot be stored, hold or return it.
 
     True once the copy is stored and the original acked; False when the
     original went back to its queue (or will be redelivered): nothing is lost.
+    With an open ``gate``, the first delivery whose copy is refused pauses
+    the worker and is kept unacked while its copy is tried again (the probe),
+    so the outage costs no redeliveries; deliveries refused while the gate
+    is closed go back to their queue at once (nothing new arrives meanwhile).
+    Without a gate, the original goes back after ``REQUEUE_PAUSE_S``.
     """
     try:
         return await forward(exchanges, delivery.message, hop, headers, timeout_s, delivery.queue)
     except PublishError as exc:
-        await _return_to_queue(delivery, hop.action, hop.destination, exc)
-        return False
+        if gate is None:
+            await _return_to_queue(delivery, hop.action, hop.destination, exc, REQUEUE_PAUSE_S)
+            return False
+        if not gate.is_open:
+            await _return_to_queue(delivery, hop.action, hop.destination, exc, 0.0)
+            return False
+        refused = exc
+    acked: list[bool] = []
+
+    async def store_the_copy() -> bool:
+        try:
+            acked.append(await forward(
+                exchanges, delivery.message, hop, headers, timeout_s, delivery.queue))
+        except PublishError as again:
+            log.warning("the %s copy of %s still cannot be stored in %s: %s", hop.action,
+                        delivery.message_id, hop.destination, again)
+            return False
+        return True
+
+    reason = (f"could not store the {hop.action} copy of {delivery.event_type} event "
+              f"{delivery.message_id} in {hop.destination}: {refused}; holding it")
+    if await gate.trip(reason, store_the_copy):
+        return acked[-1]
+    await _return_to_queue(delivery, hop.action, hop.destination, refused, 0.0)
+    return False
 
 
 async def _return_to_queue(
-    delivery: Delivery, action: str, destination: str, exc: PublishError
+    delivery: Delivery, action: str, destination: str, exc: PublishError, pause_s: float
 ) -> None:
     log.error(
         "could not store the %s copy of %s event %s in %s: %s; returning the original to "
         "%s in %.0fs (nothing is lost)",
         action, delivery.event_type, delivery.message_id, destination, exc, delivery.queue,
-        REQUEUE_PAUSE_S,
+        pause_s,
     )
-    await asyncio.sleep(REQUEUE_PAUSE_S)
+    if pause_s:
+        await asyncio.sleep(pause_s)
     try:
         await delivery.message.nack(requeue=True)
     except Exception as nack_error:  # the channel is gone: the broker requeues it anyway

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Protocol
 
 from pipeline import tracing
 from pipeline.app import App
@@ -19,6 +20,7 @@ from pipeline.consume.dispatch import EventDispatcher
 from pipeline.consume.failure import LadderPolicy
 from pipeline.consume.metrics_middleware import MetricsMiddleware
 from pipeline.consume.protocols import (
+    ConsumeGate,
     ConsumeMiddleware,
     FailurePolicy,
     Processor,
@@ -36,7 +38,12 @@ from pipeline.publish.outbound import ExchangeCache
 from pipeline.settings import PipelineSettings
 from topology import RetryLadder
 
-PolicyFactory = Callable[[ExchangeCache, PipelineSettings], FailurePolicy]
+
+class PolicyFactory(Protocol):
+    """Builds a worker's failure policy on its outbound channel, with the worker's gate."""
+
+    def __call__(self, exchanges: ExchangeCache, settings: PipelineSettings, /, *,
+                 gate: ConsumeGate | None = None) -> FailurePolicy: ...
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,16 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 
+from aio_pika.abc import AbstractRobustConnection
+
 from pipeline.app import App, load_app
 from pipeline.connection import connect
+from pipeline.consume.gate import Gate
 from pipeline.consume.plan import WorkerPlan, plan_worker
 from pipeline.consume.protocols import WorkerService
 from pipeline.consume.time_limit import run_to_end
 from pipeline.consume.worker import Worker
+from pipeline.control.pause import PauseSwitch
 from pipeline.declare import declare_topology
 from pipeline.errors import PipelineError
 from pipeline.exits import ExitCode, exit_code_for
@@ -149,18 +153,27 @@ async def _run(
     connection = await connect(settings, f"{settings.service_name}.{plan.consumer}")
     probe.watch("connected", connection.connected.is_set)  # cleared while reconnecting
     started_services: list[WorkerService] = []
+    outbound: AbstractRobustConnection | None = None
+    gate = Gate(f"consumer {plan.consumer}")
     try:
         await declare_topology(connection, topology)
         await refuse_dangerous_drift(settings, topology)  # policies can undo our arguments
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        # Failure copies (and the ledger's records) go out on a connection of
+        # their own: an alarm blocks a connection that publishes, all of its
+        # frames, so on one connection it would hold back the acks of the
+        # handlers that succeeded too (docs/retries.md).
+        outbound = await connect(settings, f"{settings.service_name}.{plan.consumer}.outbound")
+        channel = await outbound.channel(publisher_confirms=True, on_return_raises=True)
         probe.mark("topology")
-        policy = plan.failure(ExchangeCache(channel, plan.metrics.observe_confirm), settings)
+        policy = plan.failure(ExchangeCache(channel, plan.metrics.observe_confirm), settings,
+                              gate=gate)
         for service in plan.services:
-            await service.start(connection)
+            await service.start(outbound if _publishes(service) else connection)
             started_services.append(service)
-        worker = Worker(channel, plan.consumer, plan.queue, plan.processor, policy,
-                        plan.middlewares, plan.express_queue)
+        worker = Worker(await connection.channel(), plan.consumer, plan.queue, plan.processor,
+                        policy, plan.middlewares, plan.express_queue)
         switch = plan.switch
+        gate.attach(_GateTarget(worker, switch))
         if switch is not None:
             await switch.attach(worker, plan.prefetch)  # not consuming while paused
         else:
@@ -176,6 +189,7 @@ async def _run(
         )
         started = time.monotonic()
         await stop.stop.wait()
+        gate.shut()  # a held delivery goes back to its queue rather than wait out the drain
         if switch is not None:
             await switch.detach()  # no resume after this point
         if plan.breaker is not None:
@@ -188,8 +202,30 @@ async def _run(
         return ExitCode.OK
     finally:
         await _stop_services(started_services)
-        with contextlib.suppress(Exception):
-            await connection.close()
+        for opened in (outbound, connection):
+            if opened is not None:
+                with contextlib.suppress(Exception):
+                    await opened.close()
+
+
+class _GateTarget:
+    """What the consume gate pauses: the worker, resumed only if no operator paused it."""
+
+    def __init__(self, worker: Worker, switch: PauseSwitch | None) -> None:
+        self._worker = worker
+        self._switch = switch
+
+    async def pause(self) -> None:
+        await self._worker.pause()
+
+    async def resume(self) -> None:
+        if self._switch is None or not self._switch.is_paused:
+            await self._worker.resume()
+
+
+def _publishes(service: WorkerService) -> bool:
+    """A service that publishes as it goes (``publishes = True``) uses the outbound connection."""
+    return bool(getattr(service, "publishes", False))
 
 
 async def _stop_services(services: list[WorkerService]) -> None:

@@ -5,6 +5,9 @@
     FailurePolicy      settles a delivery whose processing raised
     PlanFactory        builds the WorkerPlan of a worker that is not an event consumer
     WorkerService      runs beside a worker: started before it consumes, stopped after it drained
+    Pausable           a worker that can stop taking deliveries and start again
+    ConsumeGate        pauses a Pausable while a probe fails (gate.py: failure copies
+                       that cannot be stored; a circuit breaker can use the same)
 
 A middleware is any ``async (delivery, call_next) -> Outcome``; the chain is
 built once per worker and the innermost step processes *and settles* the
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 
 Processor = Callable[[Delivery], Awaitable[None]]
 CallNext = Callable[[Delivery], Awaitable[Outcome]]
+# True once what the gate waits for works again (a copy stored, a downstream up).
+Probe = Callable[[], Awaitable[bool]]
 
 
 class ConsumeMiddleware(Protocol):
@@ -54,8 +59,37 @@ class WorkerService(Protocol):
     delivery, on the worker's connection (open your own channel); ``stop``
     runs after the worker drained, before the connection closes. Either may
     raise ``PipelineError`` to refuse the start (logged, documented exit code).
+    A service that publishes as it goes sets ``publishes = True`` and gets the
+    worker's outbound connection instead, so a publish blocked by an alarm
+    never holds back the consumer's acks.
     """
 
     async def start(self, connection: AbstractRobustConnection) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+class Pausable(Protocol):
+    """Stops asking the broker for deliveries (in-flight ones carry on) and starts again.
+
+    ``resume`` after the worker began stopping does nothing.
+    """
+
+    async def pause(self) -> None: ...
+
+    async def resume(self) -> None: ...
+
+
+class ConsumeGate(Protocol):
+    """Pauses consuming while something downstream is down (``pipeline.consume.gate.Gate``)."""
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def attach(self, target: Pausable) -> None: ...
+
+    async def trip(self, reason: str, probe: Probe) -> bool:
+        """Pause, retry ``probe`` until True, resume; False if the gate was closed or shut."""
+        ...
+
+    def shut(self) -> None: ...

@@ -119,6 +119,8 @@ class LedgerRecorder:
             started, ended, _OUTCOME_VALUES.get(outcome), rung, due, error, None,
         ]
 
+    publishes = True  # runs on the worker's outbound connection (WorkerService)
+
     async def start(self, connection: AbstractRobustConnection) -> None:
         self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         self._exchanges = ExchangeCache(self._channel)

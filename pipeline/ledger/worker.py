@@ -23,7 +23,7 @@ from pipeline import headers as h
 from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.consume.failure import forward_or_return, parking_headers
 from pipeline.consume.plan import WorkerPlan, standard_middlewares
-from pipeline.consume.protocols import PlanFactory
+from pipeline.consume.protocols import ConsumeGate, PlanFactory
 from pipeline.errors import LedgerUnavailableError
 from pipeline.ledger.intake import facts_from
 from pipeline.ledger.metrics import LedgerMetrics
@@ -57,16 +57,18 @@ class LedgerIngest:
 class LedgerParking:
     """Parks what the ledger cannot read in ``pipeline.ledger.parked`` (never dead-letters)."""
 
-    def __init__(self, exchanges: ExchangeCache, settings: PipelineSettings) -> None:
+    def __init__(self, exchanges: ExchangeCache, settings: PipelineSettings, *,
+                 gate: ConsumeGate | None = None) -> None:
         self._exchanges = exchanges
         self._settings = settings
+        self._gate = gate
 
     async def handle(self, delivery: Delivery, error: BaseException) -> Outcome:
         headers = parking_headers(delivery, error, self._settings)
         target = naming.LEDGER_PARKED
         hop = Hop("park", target, "", target, {"pipeline.recoverability.action": "park"})
         if not await forward_or_return(
-            self._exchanges, delivery, hop, headers, self._settings.confirm_timeout_s
+            self._exchanges, delivery, hop, headers, self._settings.confirm_timeout_s, self._gate
         ):
             return Outcome.REQUEUED
         log.error("ledger cannot read message %s from %s (%s); parked in %s, where it can be "

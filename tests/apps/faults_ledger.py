@@ -10,6 +10,9 @@ app is built (``load_app`` calls ``app()``):
     FAULTS_DELAY_S        handler time; also journals a "started" row (default 0)
     FAULTS_POISON_PREFIX  a key starting with this SIGKILLs the process, every time
     FAULTS_FAIL_FLAG      while this file exists, handlers raise TransientError
+    FAULTS_FAIL_PREFIX    a key starting with this always raises TransientError
+    FAULTS_PERMANENT_PREFIX  a key starting with this raises PermanentError
+    FAULTS_HOLD_FLAG      handlers wait until this file exists before anything else
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import signal
 from pathlib import Path
 from typing import ClassVar
 
-from pipeline import App, Consumer, Event, TransientError
+from pipeline import App, Consumer, Event, PermanentError, TransientError
 from tests.faults.ledger import Ledger
 
 CONSUMER = "ledger"
@@ -41,6 +44,9 @@ def build(
     delay_s: float = 0.0,
     poison_prefix: str | None = None,
     fail_flag: Path | None = None,
+    fail_prefix: str | None = None,
+    permanent_prefix: str | None = None,
+    hold_flag: Path | None = None,
 ) -> App:
     """The ledger app with explicit knobs (in-process tests call this directly)."""
     ledger = Ledger(ledger_path)
@@ -48,11 +54,17 @@ def build(
 
     @consumer.handler
     async def record(event: ItemRecorded) -> None:
+        while hold_flag is not None and not hold_flag.exists():  # noqa: ASYNC110  (a file)
+            await asyncio.sleep(0.05)
         if poison_prefix and event.key.startswith(poison_prefix):
             # Like a segfault in a C extension: no exception, no cleanup, no ack.
             os.kill(os.getpid(), signal.SIGKILL)
         if fail_flag is not None and fail_flag.exists():
             raise TransientError(f"{event.key}: downstream unavailable (flag {fail_flag.name})")
+        if fail_prefix and event.key.startswith(fail_prefix):
+            raise TransientError(f"{event.key}: fails every time")
+        if permanent_prefix and event.key.startswith(permanent_prefix):
+            raise PermanentError(f"{event.key}: can never succeed")
         if delay_s:
             ledger.record(event.key, "started")
             await asyncio.sleep(delay_s)
@@ -63,10 +75,14 @@ def build(
 
 def app() -> App:
     flag = os.environ.get("FAULTS_FAIL_FLAG")
+    hold = os.environ.get("FAULTS_HOLD_FLAG")
     return build(
         os.environ["FAULTS_LEDGER"],
         prefetch=int(os.environ.get("FAULTS_PREFETCH", "10")),
         delay_s=float(os.environ.get("FAULTS_DELAY_S", "0")),
         poison_prefix=os.environ.get("FAULTS_POISON_PREFIX") or None,
         fail_flag=Path(flag) if flag else None,
+        fail_prefix=os.environ.get("FAULTS_FAIL_PREFIX") or None,
+        permanent_prefix=os.environ.get("FAULTS_PERMANENT_PREFIX") or None,
+        hold_flag=Path(hold) if hold else None,
     )

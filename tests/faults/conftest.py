@@ -87,7 +87,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not REPORT:
         return
     terminalreporter.section("reliability (docs/reliability.md)")
-    columns = ["scenario", "load", "faults", "lost", "duplicated", "notes"]
+    columns = ["scenario", "load", "faults", "lost", "duplicated", "bound", "notes"]
     terminalreporter.write_line(" | ".join(columns))
     for row in REPORT:
         terminalreporter.write_line(" | ".join(str(row.get(c, "")) for c in columns))

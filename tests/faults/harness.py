@@ -220,6 +220,70 @@ async def take_dead_letters(settings: PipelineSettings) -> list[AbstractIncoming
     return taken
 
 
+def key_of(message: AbstractIncomingMessage) -> str:
+    """The ledger key of a stored ``ItemRecorded`` (its body is a CloudEvent)."""
+    return message.body.split(b'"key":"', 1)[-1].split(b'"', 1)[0].decode()
+
+
+@dataclass
+class Drained:
+    """What the end of a scenario found, every queue of the vhost read.
+
+    ``store`` and ``notices`` are the messages taken from the dead-letter
+    store and the notifier's queue (no notifier runs in fault tests);
+    ``records`` the ledger's feed (no ledger worker runs either);
+    ``elsewhere`` is any other queue still holding messages (ready, unacked):
+    a consumer queue or rung that is not empty means an event is not settled.
+    """
+
+    store: list[AbstractIncomingMessage] = field(default_factory=list)
+    notices: list[AbstractIncomingMessage] = field(default_factory=list)
+    records: int = 0
+    elsewhere: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+async def drain_everything(settings: PipelineSettings) -> Drained:
+    """Take what the store and the notifier queue hold; list any other queue not empty.
+
+    Unacked messages count as ``elsewhere`` wherever they are (the store
+    included): something still holds them. Streams (the control log) keep
+    their entries by design and are skipped.
+    """
+    drained = Drained()
+    async with ManagementClient(settings) as api:
+        queues = [q for q in await api.queues() if q.get("type") != "stream"]
+    takers = {naming.DEAD_LETTER_STORE: drained.store,
+              naming.ADMIN_NOTIFIER_QUEUE: drained.notices}
+    # The ledger's queue is single-active-consumer (no basic.get): purged, counted.
+    purged = {naming.LEDGER_QUEUE}
+    for queue in queues:
+        ready, unacked = queue.get("messages_ready", 0), queue.get("messages_unacknowledged", 0)
+        if unacked or (ready and queue["name"] not in {*takers, *purged}):
+            drained.elsewhere[queue["name"]] = (ready, unacked)
+    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    async with connection:
+        channel = await connection.channel()
+        for queue in queues:
+            if queue["name"] in purged:
+                declared = await channel.get_queue(queue["name"], ensure=False)
+                purge = await declared.purge()
+                drained.records += purge.message_count or 0
+        for name, into in takers.items():
+            if not any(q["name"] == name for q in queues):
+                continue
+            source = await channel.get_queue(name, ensure=True)
+            while (message := await source.get(fail=False, no_ack=True)) is not None:
+                into.append(message)
+        # A ready message the management stats have not shown yet: ask the queues.
+        for queue in queues:
+            if queue["name"] in {*takers, *purged} or queue["name"] in drained.elsewhere:
+                continue
+            declared = await channel.declare_queue(queue["name"], passive=True)
+            if declared.declaration_result.message_count:
+                drained.elsewhere[queue["name"]] = (declared.declaration_result.message_count, 0)
+    return drained
+
+
 class Stopwatch:
     def __init__(self) -> None:
         self.started = time.monotonic()

@@ -1,7 +1,15 @@
-"""Scenario 7: the retry copy cannot be stored (rung missing, or full with reject-publish)."""
+"""Scenario 7: a rung or the dead-letter store cannot take copies for a while.
+
+Under steady failures the worker must neither lose an event nor burn the
+delivery limit by returning failing deliveries again and again (a quorum
+queue counts every requeue; at the limit a healthy event would be stored as
+a crash loop, ``delivery-limit``). It pauses consuming and probes with the
+held copy until the broker takes it, then resumes (pipeline/consume/gate.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import quote
 
@@ -12,119 +20,137 @@ from pipeline import Publisher
 from pipeline import headers as h
 from tests.apps.faults_ledger import CONSUMER, build
 from tests.faults.harness import (
-    QUEUE,
+    PublishResult,
     Stopwatch,
     declare,
-    publish_all,
-    queue_depths,
-    take_dead_letters,
+    drain_everything,
+    key_of,
+    publish_keys,
 )
 from tests.support.runtime import running
 from tests.support.waiting import eventually
 from topology import naming
 
-pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(180)]
 
-EVENTS = 20
 RUNG = naming.retry_queue(CONSUMER, "100ms")  # the first rung of the test ladder
-POLICY = "faults-rung-full"
+POLICY = "faults-copy-refused"
+OUTAGE_S = 20.0
+EVERY_S = 1.0  # one succeeding, one transient and one permanent failure per tick
+DELIVERY_LIMIT = 3  # returning failing deliveries would reach it within seconds
+DUPLICATE_BOUND = 0  # the held delivery is acked once its copy is stored: no redelivery
+TARGETS = {
+    # how: (what breaks, what is refused while it lasts)
+    "rung-missing": ("the first rung deleted", "retry"),
+    "store-full": ("max-length 0 + reject-publish on the dead-letter store", "dead-letter"),
+}
 
 
-async def break_rung(how: str, node, settings) -> None:
-    if how == "missing":
+async def break_target(how: str, node, settings) -> None:
+    if how == "rung-missing":
         connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
         async with connection:
             channel = await connection.channel()
             await channel.queue_delete(RUNG)
         return
-    # full: a policy caps every rung at 0 messages and refuses new ones
     vhost = quote(settings.vhost, safe="")
     with node.endpoint.api() as api:
         api.put(f"/policies/{vhost}/{POLICY}", json={
-            "pattern": r"^pipeline\.ledger\.retry\.", "apply-to": "queues",
-            "definition": {"max-length": 0, "overflow": "reject-publish"},
+            "pattern": rf"^{naming.DEAD_LETTER_STORE}$", "apply-to": "queues",
+            "definition": {"max-length": 0, "overflow": "reject-publish"}, "priority": 100,
         }).raise_for_status()
 
         async def applied() -> None:
-            rungs = [q for q in api.get(f"/queues/{vhost}").json() if ".retry." in q["name"]]
-            assert rungs, "no rungs"
-            assert all(q.get("policy") == POLICY for q in rungs), rungs
+            store = api.get(f"/queues/{vhost}/{quote(naming.DEAD_LETTER_STORE, safe='')}")
+            assert store.json().get("policy") == POLICY, store.json()
 
         await eventually(applied, timeout=15, interval=0.2)
 
 
-async def repair_rung(how: str, node, settings, ledger_path) -> None:
-    if how == "missing":
+async def repair_target(how: str, node, settings, ledger_path) -> None:
+    if how == "rung-missing":
         await declare(settings, ledger_path)  # `pipeline topology apply` does the same
     else:
         with node.endpoint.api() as api:
             api.delete(f"/policies/{quote(settings.vhost, safe='')}/{POLICY}").raise_for_status()
 
 
-def key_of(message) -> str:
-    return message.body.split(b'"key":"', 1)[-1].split(b'"', 1)[0].decode()
-
-
-@pytest.mark.parametrize("how", ["missing", "full"])
-async def test_a_retry_copy_the_broker_cannot_store_leaves_the_original_unacked_and_kept(
-    node, node_settings, ledger, ledger_path, tmp_path, caplog, report, how
-):
-    # Given a consumer whose handler fails, and a first rung that cannot take the copy
-    caplog.set_level(logging.ERROR, logger="pipeline.consume.failure")
-    flag = tmp_path / "downstream-down"
-    flag.touch()
-    app = build(ledger_path, fail_flag=flag)
-    await declare(node_settings, ledger_path)
+async def publish_steadily(publisher: Publisher, seconds: float, tag: str) -> PublishResult:
+    published = PublishResult()
     clock = Stopwatch()
-    async with running(node_settings, app, app.consumer(CONSUMER)):
-        await break_rung(how, node, node_settings)
-        async with await Publisher.connect(node_settings) as publisher:
-            published = await publish_all(publisher, [f"k7-{how}-{i}" for i in range(EVENTS)])
-        assert not published.raised
+    tick = 0
+    while clock.seconds < seconds:
+        published.add(await publish_keys(
+            publisher, [f"ok-{tag}-{tick}", f"fail-{tag}-{tick}", f"perm-{tag}-{tick}"]))
+        tick += 1
+        await asyncio.sleep(EVERY_S)
+    return published
 
-        # When every handling fails and the retry copy is refused
-        async def copies_refused() -> None:
-            refused = [r for r in caplog.records if "could not store the retry copy" in
-                       r.getMessage()]
-            assert len(refused) >= EVENTS, f"{len(refused)} refusals logged"
 
-        await eventually(copies_refused, timeout=30)
-
-        # Then no original was acked without a stored copy: each event is in its queue
-        # (nacked back), or in a rung or the store (a copy that was accepted), never gone.
-        async def none_gone() -> None:
-            depths = await queue_depths(node_settings)
-            where = {name: sum(n) for name, n in depths.items() if name == QUEUE
-                     or ".retry." in name or name == naming.DEAD_LETTER_STORE}
-            assert sum(where.values()) == EVENTS, depths
-            if how == "missing":  # nothing can leave the queue at all
-                assert where.get(QUEUE) == EVENTS, depths
-
-        await eventually(none_gone, timeout=10)
-        assert ledger.count() == 0
-
-        # ...and once the rung is back and the handler recovers, each one is handled
-        # (or, if it ran out of retries while failing, kept in the store).
-        await repair_rung(how, node, node_settings, ledger_path)
-        flag.unlink()
+@pytest.mark.parametrize("how", list(TARGETS))
+async def test_an_outage_of_a_copy_target_pauses_the_worker_and_burns_no_delivery_limit(
+    node, node_settings, ledger, ledger_path, caplog, report, how
+):
+    # Given a worker with a low delivery limit, handlers failing transiently and
+    # permanently under steady traffic, and a copy target that refuses copies
+    caplog.set_level(logging.WARNING)
+    settings = node_settings.model_copy(update={"delivery_limit": DELIVERY_LIMIT})
+    app = build(ledger_path, prefetch=5, fail_prefix="fail-", permanent_prefix="perm-")
+    await declare(settings, ledger_path)
+    clock = Stopwatch()
+    async with running(settings, app, app.consumer(CONSUMER)), \
+            await Publisher.connect(settings) as publisher:
+        published = await publish_steadily(publisher, 3, "before")
         stored: dict[str, str] = {}
 
-        async def all_settled() -> None:
-            stored.update({key_of(m): h.dead_letter_reason(m.headers)
-                           for m in await take_dead_letters(node_settings)})
-            handled = ledger.counts()
-            missing = [k for k in published.confirmed if not handled[k] and k not in stored]
-            assert not missing, f"{len(missing)} neither handled nor stored"
+        async def take_store(keys: list[str]) -> None:
+            drained = await drain_everything(settings)
+            stored.update({key_of(m): h.dead_letter_reason(m.headers) for m in drained.store})
+            assert not [k for k in keys if k not in stored]
 
-        await eventually(all_settled, timeout=30, interval=0.2)
-    tally = ledger.tally(published.confirmed)
-    report(scenario=f"7 retry copy refused (rung {how})", load=f"{EVENTS} failing events",
-           faults="first rung deleted" if how == "missing" else
-           "max-length 0 + reject-publish policy on the rungs",
-           lost=0, duplicated=tally.duplicated,
-           notes=f"originals nacked back until the rung was repaired; dead-lettered "
-                 f"{len(stored)} {set(stored.values()) or ''}; {clock.seconds:.0f}s")
-    assert tally.duplicated == 0
-    if how == "missing":
-        assert not stored
-    assert set(stored.values()) <= {h.DeadLetterReason.RETRIES_EXHAUSTED.value}
+        # (a max-length policy trims what the store holds: take it out first)
+        failing_before = [k for k in published.confirmed if not k.startswith("ok-")]
+        await eventually(lambda: take_store(failing_before), timeout=30, interval=0.5)
+        await break_target(how, node, settings)
+        # When the outage lasts OUTAGE_S under steady traffic
+        published.add(await publish_steadily(publisher, OUTAGE_S, "during"))
+
+        def paused() -> list[str]:
+            return [r.getMessage() for r in caplog.records
+                    if r.name == "pipeline.consume.gate" and " paused: " in r.getMessage()]
+
+        returned = [r for r in caplog.records if "returning the original" in r.getMessage()]
+        await repair_target(how, node, settings, ledger_path)
+        published.add(await publish_steadily(publisher, 3, "after"))
+        assert not published.raised, published.raised
+
+        # Then, once it is repaired, every event is where it belongs: succeeding ones
+        # handled, transient failures stored after the ladder, permanent ones stored at
+        # once; nothing is left in a queue or rung, and nothing was stored as a crash loop.
+        expected = {k: (h.DeadLetterReason.RETRIES_EXHAUSTED.value if k.startswith("fail-")
+                        else h.DeadLetterReason.PERMANENT_ERROR.value)
+                    for k in published.confirmed if not k.startswith("ok-")}
+
+        async def all_settled() -> None:
+            drained = await drain_everything(settings)
+            stored.update({key_of(m): h.dead_letter_reason(m.headers) for m in drained.store})
+            handled = ledger.counts()
+            unhandled = [k for k in published.confirmed if k.startswith("ok-") and not handled[k]]
+            assert not unhandled, f"{len(unhandled)} succeeding events not handled"
+            assert stored == expected, {k: v for k, v in stored.items() if expected.get(k) != v}
+            assert not drained.elsewhere, drained
+
+        await eventually(all_settled, timeout=60, interval=0.5)
+    tally = ledger.tally([k for k in published.confirmed if k.startswith("ok-")])
+    report(scenario=f"7 copy target refuses copies ({how})",
+           load=f"{len(published.confirmed)} events, 1/3 transient and 1/3 permanent failures",
+           faults=f"{TARGETS[how][0]} for {OUTAGE_S:.0f}s; delivery limit {DELIVERY_LIMIT}",
+           lost=tally.lost, duplicated=tally.duplicated, bound=DUPLICATE_BOUND,
+           notes=f"paused {len(paused())}x, {len(returned)} deliveries returned to the queue; "
+                 f"stored {len(stored)}, none as delivery-limit; {clock.seconds:.0f}s")
+    assert tally.lost == 0
+    assert tally.duplicated <= DUPLICATE_BOUND
+    assert h.DeadLetterReason.DELIVERY_LIMIT.value not in stored.values()
+    # ...because the worker paused on the refused copy instead of returning deliveries
+    assert paused(), "the worker never paused"
+    assert f"could not store the {TARGETS[how][1]} copy" in paused()[0]
