@@ -19,7 +19,7 @@ from rich.text import Text
 
 from consumers.demo.probe import QueueDepth
 from consumers.demo.producer import ProducerCounts
-from consumers.demo.scenario import Kind
+from consumers.demo.scenario import DELAY, Kind
 from pipeline.ledger.model import EventStatus
 from pipeline.ledger.timeline import STATE_STYLES
 from topology import RetryLadder, naming
@@ -194,6 +194,9 @@ def _footer(state: BoardState) -> Text:
         f"no-carrier {sent[Kind.NO_CARRIER]}, malformed {malformed}\n",
         ("express lane ", "bold"),
         f"{counts.express} placed orders sent express, {_express_waiting(state)} waiting\n",
+        ("delayed ", "bold"),
+        f"{counts.delayed} placed orders sent with a {DELAY.seconds} s delay "
+        "(they wait in the pipeline.delay.* queues first)\n",
         ("not confirmed ", "bold"),
         (str(counts.unconfirmed), "red" if counts.unconfirmed else ""),
         (" · dead-letter store ", "bold"), f"{added} this run",

@@ -48,6 +48,7 @@ class ProducerCounts:
     sent: Counter[Kind]
     unconfirmed: int = 0
     express: int = 0  # of the placed orders, how many went in the express lane
+    delayed: int = 0  # ... and how many were published with a delay
 
     @property
     def published(self) -> int:
@@ -101,9 +102,12 @@ class DemoProducer:
             else:
                 data = scenario.placed_data(self._run_tag, n, kind)
                 express = scenario.is_express(n)
+                delayed = scenario.is_delayed(n)
                 await self._publisher.publish(self._models.placed.model_validate(data),
-                                              priority="express" if express else "standard")
+                                              priority="express" if express else "standard",
+                                              delay=scenario.DELAY if delayed else None)
                 self.counts.express += express
+                self.counts.delayed += delayed
         except PublishError as exc:
             self.counts.unconfirmed += 1
             log.warning("demo event %d (%s) was not confirmed: %s", n, kind, exc)

@@ -23,6 +23,7 @@ rungs and the dead-letter store visibly fill:
 from __future__ import annotations
 
 import enum
+from datetime import timedelta
 from typing import Any
 
 from consumers.billing import EXPIRED_CARD, FLAKY_CARD
@@ -80,6 +81,17 @@ EXPRESS_EVERY = 8
 def is_express(n: int) -> bool:
     """Whether the ``n``-th event goes in the express lane (only plain placed orders do)."""
     return kind_of(n) is Kind.PLACED and n % EXPRESS_EVERY == 0
+
+
+# Every 12th placed order (6, 18, 30, ... never an express one) is published with
+# a delay (docs/scheduling.md): it waits in the pipeline.delay.* queues first.
+DELAYED_EVERY = 12
+DELAY = timedelta(seconds=3)
+
+
+def is_delayed(n: int) -> bool:
+    """Whether the ``n``-th event is published with ``DELAY`` (only plain placed orders)."""
+    return kind_of(n) is Kind.PLACED and n % DELAYED_EVERY == DELAYED_EVERY // 2
 
 
 def kind_of(n: int) -> Kind:

@@ -93,6 +93,7 @@ async def test_demo_shows_events_flowing_fills_the_store_and_leaves_nothing_runn
                      r"failing on purpose [1-9]",
                      result.stdout)
     assert re.search(r"express lane \d+ placed orders sent express", result.stdout)
+    assert re.search(r"delayed [1-9]\d* placed orders sent with a 3 s delay", result.stdout)
     # The run ends with one retried event's trace as a tree: publish -> retry -> wait.
     assert "One retried event's trace" in result.stdout
     assert re.search(r"retry pipeline\.\w+\.retry\.1s", result.stdout), result.stdout
