@@ -70,14 +70,17 @@ async def test_a_delayed_event_waits_visibly_in_a_delay_level_queue(
     await declare(settings, connection, Consumer("things", ["things.#"]))
     async with await Publisher.connect(settings) as publisher:
         await publisher.publish(ThingHappened(n=1), delay=timedelta(hours=1))
+        await publisher.publish(ThingHappened(n=2), delay=timedelta(days=30))
     # 1 h = 28 800 units of 125 ms: level 0 plus the set bits of 28 799, whose
-    # highest is 2**14 units (2048 s): it waits in level 15 first.
-    top = naming.delay_queue(15, "2048s")
+    # highest is 2**14 units (2048 s): it waits in level 15 first. 30 days:
+    # the highest bit of 20 735 999 is 2**24 units, level 25.
+    levels = [naming.delay_queue(15, "2048s"), naming.delay_queue(25, "2097152s")]
 
     async def waiting() -> None:
         with broker.api() as api:
-            queue = api.get(f"/queues/{quote(vhost, safe='')}/{top}").json()
-        assert queue.get("messages") == 1, queue
+            for level in levels:
+                queue = api.get(f"/queues/{quote(vhost, safe='')}/{level}").json()
+                assert queue.get("messages") == 1, queue
 
     await eventually(waiting, timeout=15)
     assert await drain(settings, "pipeline.things") == []
