@@ -67,6 +67,10 @@ class PipelineSettings(BaseSettings):
     log_level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
     prefetch: int = Field(2, ge=1, le=65535, description="default unacked deliveries per consumer")
     retry_delays: str = Field(DEFAULT_LADDER, description="the retry ladder, e.g. 1s,5s,30s,5m,30m")
+    drift_check: Literal["fail", "warn"] = Field(
+        "fail", description="a consumer whose policy drift check cannot run refuses to start "
+        "(fail) or starts with a warning (warn)"
+    )
     delivery_limit: int = Field(
         20, ge=1, description="deliveries before a crash-looping message is dead-lettered"
     )

@@ -7,6 +7,15 @@ and RabbitMQ 4.x gives quorum queues a delivery limit of 20 when none is
 set. ``pipeline topology check`` reports every difference; a consumer
 refuses to start on a dangerous one (one that can lose or loop messages).
 
+A consumer checks its own queues only, and reads each one's object
+(``/api/queues/VHOST/NAME``: its arguments, ``policy``, ``operator_policy``
+and ``effective_policy_definition``), which its own management-tagged user
+may read on every RabbitMQ version; which users may list
+``/api/policies`` differs between versions. A check that cannot run stops
+the consumer (``PIPELINE_DRIFT_CHECK=fail``, the default) or, with
+``warn``, logs a warning: failing open would let a policy that drops or
+loops messages go unnoticed whenever the API refuses the credentials.
+
 How RabbitMQ combines a policy with a queue argument (rabbit_quorum_queue,
 ``gather_policy_config``): the lower value wins for delivery-limit,
 message-ttl, max-length(-bytes) and expires; the queue argument wins for
@@ -24,8 +33,8 @@ from typing import Any
 from urllib.parse import quote
 
 from pipeline.declare import without_delays, without_streams
-from pipeline.errors import BrokerUnreachableError, TopologyDriftError
-from pipeline.ops.management import open_management
+from pipeline.errors import TopologyDriftError
+from pipeline.ops.management import ManagementNotFoundError, open_management
 from pipeline.settings import PipelineSettings
 from topology import QueueSpec, Topology
 
@@ -183,21 +192,67 @@ async def find_drift(settings: PipelineSettings, topology: Topology) -> list[Dri
     return drifts
 
 
+def queue_object_drift(spec: QueueSpec, queue: Mapping[str, Any] | None) -> list[Drift]:
+    """Drift of ``spec`` read from its queue object alone (arguments and effective policy).
+
+    The object names the winning user policy and operator policy and gives
+    their merged definition; a setting there is attributed to the user
+    policy, or to the operator policy when there is no user policy.
+    """
+    if queue is None:
+        return queue_argument_drift(spec, None)
+    drifts = queue_argument_drift(spec, queue)
+    definition = queue.get("effective_policy_definition") or {}
+    user, operator = queue.get("policy") or None, queue.get("operator_policy") or None
+    if definition and (user or operator):
+        kind = "policy" if user else "operator-policy"
+        name = user if operator is None else (operator if user is None
+                                             else f"{user} (or operator-policy {operator})")
+        effective = {"kind": kind, "name": name, "pattern": "", "apply-to": "queues",
+                     "definition": definition}
+        drifts.extend(queue_policy_drift(spec, [effective]))
+    return drifts
+
+
+async def find_queue_drift(settings: PipelineSettings, topology: Topology) -> list[Drift]:
+    """Drift of ``topology``'s queues, from each queue's own object (a consumer's check).
+
+    Raises what the management client raises: ``BrokerUnreachableError``,
+    ``CredentialsRefusedError``, ``ConfigurationError`` (HTTP 403 and others).
+    """
+    if settings.is_memory:
+        topology = without_delays(without_streams(topology))
+    drifts: list[Drift] = []
+    async with open_management(settings) as api:
+        for spec in topology.queues:
+            try:
+                queue: dict[str, Any] | None = await api.queue(spec.name)
+            except ManagementNotFoundError:
+                queue = None
+            drifts.extend(queue_object_drift(spec, queue))
+    return drifts
+
+
 async def refuse_dangerous_drift(settings: PipelineSettings, topology: Topology) -> None:
     """Raise ``TopologyDriftError`` if the broker could lose or loop this topology's messages.
 
-    Called by a worker after declaring. If the management API cannot be
-    reached the worker starts anyway (a warning is logged): the API is an
-    optional plugin and must not become a single point of failure.
+    Called by a worker after declaring, for its own queues. When the check
+    cannot run (the management API is unreachable, refuses the user, or
+    answers oddly) it raises too, unless ``PIPELINE_DRIFT_CHECK=warn``.
     """
     try:
-        drifts = await find_drift(settings, topology)
-    except BrokerUnreachableError as exc:
-        log.warning("could not check broker policies for drift (%s); starting anyway", exc)
-        return
-    except Exception as exc:  # an unexpected API answer must not stop consumers either
-        log.warning("drift check failed (%s: %s); starting anyway", type(exc).__name__, exc)
-        return
+        drifts = await find_queue_drift(settings, topology)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        if settings.drift_check == "warn":
+            log.warning("could not check broker policies for drift (%s); starting anyway "
+                        "because PIPELINE_DRIFT_CHECK=warn", reason)
+            return
+        raise TopologyDriftError(
+            f"cannot check the broker's policies for drift ({reason}), so the consumer does "
+            "not start; give its user the management tag and a reachable "
+            "PIPELINE_MANAGEMENT_URL, or set PIPELINE_DRIFT_CHECK=warn to start with a warning"
+        ) from None
     dangerous = [d for d in drifts if d.dangerous]
     for drift in drifts:
         if not drift.dangerous:

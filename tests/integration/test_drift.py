@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import quote
 
@@ -15,6 +16,7 @@ from tests.apps.crashy import app
 from tests.conftest import make_settings
 from tests.support.runtime import running
 from tests.support.store import cli_env, run_cli
+from tests.support.waiting import eventually
 from topology import apply_topology
 
 pytestmark = pytest.mark.integration
@@ -68,7 +70,10 @@ async def test_check_and_consumers_catch_a_policy_that_lowers_the_delivery_limit
         monkeypatch.setenv(name, value)
     assert await run_cli(["topology", "check", "--json"]) == ExitCode.TOPOLOGY
     assert "tight-limit" in capsys.readouterr().out
-    # and a consumer refuses to start, saying what to fix
+    # and a consumer refuses to start, saying what to fix: it reads the policy from
+    # its queue's own object, which shows it once the broker's statistics caught up
+    await eventually(lambda: policy_shown(broker, vhost, "pipeline.crashy", "tight-limit"),
+                     timeout=20, interval=0.5)
     code = await run_worker(settings, plan_for(app.consumer("crashy"), settings), applied,
                             StopSignal())
     assert code == ExitCode.TOPOLOGY
@@ -102,14 +107,33 @@ async def test_check_reports_a_queue_declared_with_other_arguments(settings, con
     assert {d.source for d in drifts if d.name != "pipeline.crashy"} == {"missing"}
 
 
-async def test_consumers_start_with_a_warning_when_the_management_api_is_unreachable(
+async def policy_shown(broker, vhost: str, queue: str, policy: str) -> None:
+    with broker.api() as api:
+        shown = api.get(f"/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}").json()
+    assert shown.get("policy") == policy, shown.get("policy")
+
+
+async def test_a_consumer_whose_drift_check_cannot_run_refuses_to_start_unless_told_to_warn(
     broker, vhost, caplog
 ):
+    # Given a management API that does not answer
     caplog.set_level(logging.WARNING)
     settings = make_settings(broker, vhost, management_url="http://guest:guest@127.0.0.1:9/")
-    async with running(settings, app, app.consumer("crashy")):
+    topology = app.topology(settings.ladder, settings.delivery_limit).subset("crashy")
+    plan = plan_for(app.consumer("crashy"), settings)
+    # When the consumer starts, it refuses (exit 4) with one line naming the setting
+    code = await asyncio.wait_for(run_worker(settings, plan, topology, StopSignal()), 30)
+    assert code == ExitCode.TOPOLOGY
+    refusals = [r.getMessage() for r in caplog.records if "refusing to start" in r.getMessage()]
+    assert len(refusals) == 1, refusals
+    assert "cannot check the broker's policies for drift" in refusals[0]
+    assert "PIPELINE_DRIFT_CHECK=warn" in refusals[0]
+    assert "guest:guest" not in caplog.text
+    # ...and with PIPELINE_DRIFT_CHECK=warn it starts, with a warning
+    caplog.clear()
+    warned = settings.model_copy(update={"drift_check": "warn"})
+    async with running(warned, app, app.consumer("crashy")):
         pass
     assert "could not check broker policies for drift" in caplog.text
+    assert "PIPELINE_DRIFT_CHECK=warn" in caplog.text
     assert "guest:guest" not in caplog.text
-
-

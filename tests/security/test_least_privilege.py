@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from urllib.parse import quote
 
 import aio_pika
 import pytest
@@ -12,6 +13,7 @@ from aiormq.exceptions import ChannelAccessRefused
 from consumers.orders_events import OrderPlaced
 from consumers.registry import app
 from pipeline import Publisher
+from pipeline.exits import ExitCode
 from tests.security.cli import run_cli
 from tests.security.conftest import as_user
 from tests.support.runtime import drain, queue_state
@@ -163,3 +165,39 @@ def test_users_show_prints_the_permission_patterns_without_a_broker():
     assert roles["publisher"]["write"] == r"^(pipeline\.delay|pipeline\.events)$"
     assert roles["publisher"]["read"] == "^$"
     assert "pipeline\\.shipping" not in roles["billing"]["read"]
+
+
+async def test_a_consumer_runs_the_drift_check_as_its_own_user_and_fails_closed(
+    users, passwords, secure_broker, secure_settings, consumers
+):
+    vhost = quote(secure_settings.vhost, safe="")
+    queue = quote(naming.consumer_queue("billing"), safe="")
+    # Given a policy that lowers billing's delivery limit, shown on billing's queue
+    with secure_broker.endpoint.api() as api:
+        api.put(f"/policies/{vhost}/tight-limit", json={
+            "pattern": r"^pipeline\.billing$", "apply-to": "queues", "priority": 5,
+            "definition": {"delivery-limit": 1}}).raise_for_status()
+
+        async def shown() -> None:
+            assert api.get(f"/queues/{vhost}/{queue}").json().get("policy") == "tight-limit"
+
+        await eventually(shown, timeout=20, interval=0.5)
+    # When billing starts with its own user (management tag, no policy listing needed),
+    # the check reads the policy from its queue and the consumer refuses: exit 4
+    billing = start_billing(consumers, users["billing"])
+    assert await billing.exit_code(60) == ExitCode.TOPOLOGY
+    assert "tight-limit" in billing.log()
+    assert "delivery-limit" in billing.log()
+    # And when its user may not use the management API at all, it refuses too, naming
+    # the setting that would let it start with a warning instead
+    with secure_broker.endpoint.api() as api:
+        api.delete(f"/policies/{vhost}/tight-limit").raise_for_status()
+        api.put("/users/pipeline-billing", json={
+            "password": passwords["billing"], "tags": ""}).raise_for_status()
+    untagged = start_billing(consumers, users["billing"])
+    assert await untagged.exit_code(60) == ExitCode.TOPOLOGY
+    refusal = [line for line in untagged.log().splitlines() if "refusing to start" in line]
+    assert len(refusal) == 1, untagged.log()[-2000:]
+    assert "cannot check the broker's policies for drift" in refusal[0]
+    assert "PIPELINE_DRIFT_CHECK=warn" in refusal[0]
+    assert passwords["billing"] not in untagged.log()
