@@ -44,7 +44,7 @@ def roles(settings: PipelineSettings, prefix: str) -> list[Role]:
     app = load_app(settings.app)
     workers = {name: plan_worker(app, name, settings).queue for name in app.worker_names}
     topology = app.topology(settings.ladder, settings.delivery_limit, settings.ledger)
-    return roles_for(topology, workers, prefix)
+    return roles_for(topology, workers, prefix, scheduler=bool(app.schedules))
 
 
 def run_show(args: argparse.Namespace, settings: PipelineSettings) -> int:

@@ -12,6 +12,8 @@ https://www.rabbitmq.com/docs/access-control. What each role needs:
                 queue(s) only, write on the dead-letter exchange and on
                 ``amq.default`` (retry copies go to a rung by queue name);
                 read on the control log, write on ``pipeline.ledger`` (records)
+    scheduler   (an App with schedules) its leader queue, declaring the delay
+                levels, write pipeline.events and ``amq.default`` (its tokens)
     operator    read the dead-letter store and the parked notices, write
                 ``amq.default`` (replay republishes to the failed consumer's
                 queue by name); the ``management`` tag for ``pipeline status``
@@ -91,9 +93,31 @@ def worker_permission(subset: Topology, consumed: Iterable[str]) -> Permission:
     return Permission(exactly(configure), exactly(write), exactly(read))
 
 
+def scheduler_permission(topology: Topology) -> Permission:
+    """What ``pipeline scheduler`` needs: its leader queue, the delay levels, publishing events.
+
+    It declares the delay levels (their last one dead-letters into
+    pipeline.events: write there), holds tokens on its leader queue (read),
+    publishes tokens through ``amq.default`` and ticks to pipeline.events.
+    """
+    delay = [q for q in topology.queues if q.role == "delay"]
+    exchanges = [e.name for e in topology.exchanges
+                 if e.name.startswith(naming.DELAY_EXCHANGE) or e.name == naming.EVENTS_EXCHANGE]
+    names = {q.name for q in delay} | set(exchanges)
+    bindings = [b for b in topology.bindings if b.exchange in names and b.queue in names]
+    configure = [*exchanges, *(q.name for q in delay), naming.SCHEDULER_LEADER]
+    write = [DEFAULT_EXCHANGE, naming.EVENTS_EXCHANGE, *(b.queue for b in bindings)]
+    write += [str(q.arguments["x-dead-letter-exchange"]) for q in delay]
+    read = [naming.SCHEDULER_LEADER, *(b.exchange for b in bindings), *(q.name for q in delay)]
+    return Permission(exactly(configure), exactly(write), exactly(read))
+
+
 def roles_for(topology: Topology, workers: Mapping[str, str], prefix: str = "pipeline",
-              ) -> list[Role]:
-    """The publisher, one user per worker (name -> queue it consumes), and the operator."""
+              scheduler: bool = False) -> list[Role]:
+    """The publisher, one user per worker (name -> queue it consumes), and the operator.
+
+    ``scheduler``: also a user for ``pipeline scheduler`` (the App has schedules).
+    """
     roles = [Role(
         PUBLISHER, f"{prefix}-{PUBLISHER}", "",
         Permission("^$", exactly([naming.EVENTS_EXCHANGE, naming.EXPRESS_EXCHANGE,
@@ -106,6 +130,12 @@ def roles_for(topology: Topology, workers: Mapping[str, str], prefix: str = "pip
             worker, f"{prefix}-{worker}", "management",
             worker_permission(topology.subset(worker), [queue]),
             f"consumes {queue} and republishes its failures",
+        ))
+    if scheduler:
+        roles.append(Role(
+            naming.SCHEDULER, f"{prefix}-{naming.SCHEDULER}", "",
+            scheduler_permission(topology),
+            "runs the schedules (pipeline scheduler) and declares the delay levels",
         ))
     roles.append(Role(
         OPERATOR, f"{prefix}-{OPERATOR}", "management",
