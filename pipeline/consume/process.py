@@ -172,14 +172,14 @@ async def _run(
             started_services.append(service)
         worker = Worker(await connection.channel(), plan.consumer, plan.queue, plan.processor,
                         policy, plan.middlewares, plan.express_queue)
+        if plan.breaker is not None:
+            plan.breaker.attach(worker)  # before the first delivery can trip it
         switch = plan.switch
         gate.attach(_GateTarget(worker, switch))
         if switch is not None:
             await switch.attach(worker, plan.prefetch)  # not consuming while paused
         else:
             await worker.start(plan.prefetch)
-        if plan.breaker is not None:
-            plan.breaker.attach(worker)
         # False once draining; a paused worker is ready (it is where it should be).
         probe.watch("consuming", lambda: worker.is_consuming or worker.is_held_paused)
         log.info(

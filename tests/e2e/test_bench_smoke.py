@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = {"publish", "consume", "failure path", "rung accuracy", "latency", "memory", "testing",
-            "ledger", "outbox"}
+            "ledger", "outbox", "delayed publish", "priority lanes"}
 
 
 def test_quick_benchmark_prints_its_table_and_writes_every_ratio_to_json(broker, vhost, tmp_path):
@@ -54,3 +54,6 @@ def test_quick_benchmark_prints_its_table_and_writes_every_ratio_to_json(broker,
     assert ledger["consume, prefetch 100, ledger on / off"]["ratio"]["median"] > 0
     assert ledger["ledger lag p99 under the demo's load"]["ours"]["median"] > 0
     assert any(case.startswith("events show, ledger of") for case in ledger)
+    (express,) = [r for r in results if r["family"] == "priority lanes"]
+    assert express["ours"]["median"] > 0
+    assert express["met"] is not None
