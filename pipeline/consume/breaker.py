@@ -3,8 +3,9 @@
 After ``PIPELINE_BREAKER_FAILURES`` transient failures in a row (a retry, or
 ``retries-exhausted``: what the failure policy decided, read from
 ``delivery.decision``), the worker holds its consuming paused (hold
-``breaker``): the broker sends nothing more and new events wait *ready* in the
-queue instead of climbing the ladder. Deliveries already on their way are
+``breaker``, through a consume gate of its own, ``gate.py``): the broker
+sends nothing more and new events wait *ready* in the queue instead of
+climbing the ladder. Deliveries already on their way are
 returned at once. After ``PIPELINE_BREAKER_COOLDOWN_S`` it probes with one
 waiting delivery (``basic.get``, so exactly one): handled, or failed for good
 reasons of its own, closes the breaker and consuming resumes; another transient
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING
 from pipeline import headers as h
 from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.consume.failure import DeadLetter, Retry
+from pipeline.consume.gate import Gate
 from pipeline.consume.protocols import CallNext
 from pipeline.control.commands import BreakerClosed, BreakerOpened, ControlCommand
 
@@ -63,8 +65,26 @@ def is_transient_failure(delivery: Delivery) -> bool:
             and decision.reason == h.DeadLetterReason.RETRIES_EXHAUSTED)
 
 
+class _Hold:
+    """The worker as the breaker's gate pauses it: a hold of its own (``breaker``)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    async def pause(self) -> None:
+        await self._worker.pause(HOLD)
+
+    async def resume(self) -> None:
+        await self._worker.resume(HOLD)
+
+
 class CircuitBreaker:
-    """A consume middleware that opens after ``threshold`` transient failures in a row."""
+    """A consume middleware that opens after ``threshold`` transient failures in a row.
+
+    Opening trips a consume gate of its own (``pipeline.consume.gate.Gate``,
+    probing every cool-down) on the worker's ``breaker`` hold, so neither an
+    operator's resume nor the failure-copy gate's resume closes it.
+    """
 
     def __init__(self, consumer: str, threshold: int, cooldown_s: float,
                  metrics: PipelineMetrics | None = None, notify: Notify | None = None) -> None:
@@ -77,19 +97,21 @@ class CircuitBreaker:
         self._failures = 0
         self._metrics = metrics
         self._notify = notify
+        self._gate = Gate(f"circuit breaker of {consumer}", first_probe_s=cooldown_s,
+                          max_probe_s=cooldown_s)
         self._worker: Worker | None = None
         self._task: asyncio.Task[None] | None = None
 
     def attach(self, worker: Worker) -> None:
         self._worker = worker
+        self._gate.attach(_Hold(worker))
         self._gauge()
 
     async def detach(self) -> None:
-        """The worker is stopping: stop probing."""
-        self._worker = None
+        """The worker is stopping: stop probing (its hold stays: nothing resumes)."""
+        self._gate.shut()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(Exception):
                 await self._task
 
     async def __call__(self, delivery: Delivery, call_next: CallNext) -> Outcome:
@@ -124,37 +146,39 @@ class CircuitBreaker:
         self._task = asyncio.get_running_loop().create_task(self._cycle(reason))
 
     async def _cycle(self, reason: str) -> None:
-        worker = self._worker
-        if worker is None:
-            return
-        await worker.pause(HOLD)
         await self._tell(BreakerOpened(consumer=self.consumer, replica=self.replica,
                                        reason=reason, issued_by=self.replica))
-        while self._worker is not None:
-            await asyncio.sleep(self.cooldown_s)
-            self.state = BreakerState.HALF_OPEN
-            self._failures = 0
-            try:
-                outcome = await worker.take_one()
-            except Exception as exc:  # the channel is away: try again after a cool-down
-                log.warning("breaker probe of %s failed to fetch: %s", self.consumer, exc)
-                self.state = BreakerState.OPEN
-                continue
-            if self.state is BreakerState.OPEN:  # the probe failed transiently and reopened
-                log.error("circuit breaker of %s: the probe failed again; %.0fs more",
-                          self.consumer, self.cooldown_s)
-                continue
-            break
-        if self._worker is None:
+        # The gate pauses the worker, calls the probe every cool-down until it
+        # succeeds, then resumes it; False when the worker stopped first.
+        if not await self._gate.trip(reason, self._probe):
             return
         self.state = BreakerState.CLOSED
+        self._failures = 0
         self._gauge()
-        log.warning("circuit breaker of %s closed: the probe %s; consuming again",
-                    self.consumer, "found the queue empty" if outcome is None else
-                    f"ended {outcome.value}")
-        await worker.resume(HOLD)
+        log.warning("circuit breaker of %s closed: its probe succeeded; consuming again",
+                    self.consumer)
         await self._tell(BreakerClosed(consumer=self.consumer, replica=self.replica,
                                        issued_by=self.replica))
+
+    async def _probe(self) -> bool:
+        """One waiting delivery through the whole chain; True unless it failed transiently."""
+        worker = self._worker
+        if worker is None:
+            return False
+        self.state = BreakerState.HALF_OPEN
+        self._failures = 0
+        try:
+            outcome = await worker.take_one()
+        except Exception:
+            self.state = BreakerState.OPEN
+            raise  # the gate logs it and probes again after the cool-down
+        if self.state is BreakerState.OPEN:  # it failed transiently and reopened
+            log.error("circuit breaker of %s: the probe failed again; %.0fs more",
+                      self.consumer, self.cooldown_s)
+            return False
+        log.info("circuit breaker of %s: the probe %s", self.consumer,
+                 "found the queue empty" if outcome is None else f"ended {outcome.value}")
+        return True
 
     async def _tell(self, command: ControlCommand) -> None:
         if self._notify is None:

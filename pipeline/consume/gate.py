@@ -80,7 +80,7 @@ class Gate:
         self._open.clear()
         self.trips += 1
         started = time.monotonic()
-        log.error("%s paused: %s; no new deliveries until it can be stored again "
+        log.error("%s paused: %s; no new deliveries until a probe succeeds "
                   "(probing every %.1f-%.0fs)", self.name, reason, self._first_probe_s,
                   self._max_probe_s)
         try:
