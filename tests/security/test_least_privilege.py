@@ -162,7 +162,8 @@ def test_users_show_prints_the_permission_patterns_without_a_broker():
     result = run_cli(PipelineSettings(), "users", "show", "--json")
     assert result.returncode == 0, result.stderr
     roles = {entry["role"]: entry for entry in json.loads(result.stdout)}
-    assert roles["publisher"]["write"] == r"^(pipeline\.delay|pipeline\.events)$"
+    assert roles["publisher"]["write"] == (
+        r"^(pipeline\.delay|pipeline\.events|pipeline\.events\.express)$")
     assert roles["publisher"]["read"] == "^$"
     assert "pipeline\\.shipping" not in roles["billing"]["read"]
 
