@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -34,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     apply = actions.add_parser("apply", help="create or update the users and permissions")
     apply.add_argument("--passwords-file", type=Path,
                        help="JSON object of role -> password (instead of PIPELINE_USER_PASSWORDS)")
+    apply.add_argument("--ca-file", type=Path,
+                       help="CA certificate (PEM) that signed an https:// management API's "
+                            "certificate; passwords are never sent over plain http but to "
+                            "127.0.0.1")
     for action in (show, apply):
         action.add_argument("--prefix", default="pipeline", help="user names are PREFIX-ROLE")
     show.set_defaults(run=run_show)
@@ -63,7 +68,7 @@ def run_apply(args: argparse.Namespace, settings: PipelineSettings) -> int:
     passwords = _passwords(args.passwords_file) if args.passwords_file else settings.user_passwords
 
     async def apply() -> None:
-        admin = AccessAdmin(settings)
+        admin = AccessAdmin(settings, ca_file=_ca_file(args.ca_file))
         try:
             await admin.apply(found, passwords)
         finally:
@@ -73,6 +78,17 @@ def run_apply(args: argparse.Namespace, settings: PipelineSettings) -> int:
     _print(found, settings)
     print(f"{len(found)} users applied on vhost {settings.vhost!r}; passwords not shown")
     return 0
+
+
+def _ca_file(path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"--ca-file {path}: not a readable PEM certificate ({exc})"
+                                 ) from None
+    return path
 
 
 def _passwords(path: Path) -> dict[str, SecretStr]:

@@ -31,12 +31,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from pydantic import SecretStr
 
 from pipeline.errors import ConfigurationError
-from pipeline.ops.management import ManagementClient
+from pipeline.ops.management import ManagementClient, is_loopback
 from topology import Topology, naming
 
 DEFAULT_EXCHANGE = "amq.default"  # the default exchange's name in permission checks
@@ -164,6 +164,7 @@ class AccessAdmin(ManagementClient):
         when the API cannot be reached or refuses its credentials.
         """
         roles = list(roles)
+        self._refuse_plain_http()
         missing = missing_passwords(roles, passwords)
         if missing:
             raise ConfigurationError(
@@ -179,6 +180,17 @@ class AccessAdmin(ManagementClient):
                 "configure": role.permission.configure, "write": role.permission.write,
                 "read": role.permission.read,
             })
+
+    def _refuse_plain_http(self) -> None:
+        """Passwords go over https, or over http to this machine only (loopback)."""
+        exposed = [url for url in self.node_urls
+                   if urlsplit(url).scheme == "http" and not is_loopback(urlsplit(url).hostname)]
+        if exposed:
+            raise ConfigurationError(
+                "refusing to send passwords over plain http to " + ", ".join(exposed)
+                + ": use an https:// PIPELINE_MANAGEMENT_URL (--ca-file CA.pem for a private "
+                "CA), or run `pipeline users apply` on the broker's host against 127.0.0.1"
+            )
 
     async def _put(self, path: str, body: dict[str, str]) -> None:
         await self.request("PUT", path, json=body)

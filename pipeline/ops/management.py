@@ -8,6 +8,9 @@ are never printed.
 
 from __future__ import annotations
 
+import ipaddress
+import ssl
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -40,7 +43,8 @@ def open_management(settings: PipelineSettings, timeout_s: float = 5.0) -> Manag
 class ManagementClient:
     """``async with ManagementClient(settings) as api: await api.queues()``."""
 
-    def __init__(self, settings: PipelineSettings, timeout_s: float = 5.0) -> None:
+    def __init__(self, settings: PipelineSettings, timeout_s: float = 5.0,
+                 ca_file: Path | None = None) -> None:
         # One entry per node of PIPELINE_MANAGEMENT_URL; requests go to the
         # node that answered last and move on to the next when it does not.
         self._nodes = [_Node(url) for url in settings.management_urls]
@@ -49,7 +53,11 @@ class ManagementClient:
         self.ui_url = self.base_url + "/"
         self.vhost = settings.vhost
         self._safe_url = ",".join(redact_url(url) for url in settings.management_urls)
-        self._client = httpx.AsyncClient(timeout=timeout_s)
+        # ca_file: verify an https:// API against this CA (a private one) instead of
+        # the system's; verification is never turned off.
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True)
+        self._client = httpx.AsyncClient(timeout=timeout_s, verify=verify)
 
     async def __aenter__(self) -> ManagementClient:
         return self
@@ -132,6 +140,11 @@ class ManagementClient:
         ) from None
 
     @property
+    def node_urls(self) -> list[str]:
+        """The API's base URL on each node, without credentials."""
+        return [node.base_url for node in self._nodes]
+
+    @property
     def _vhost_path(self) -> str:
         return quote(self.vhost, safe="")
 
@@ -158,6 +171,18 @@ class ManagementClient:
     async def overview(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.get("/overview")
         return result
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _Node:

@@ -94,6 +94,7 @@ class ThrowawayBroker:
     http_port: int = field(default_factory=free_port)
     dist_port: int = field(default_factory=free_port)
     tls_port: int = field(default_factory=free_port)
+    https_port: int = field(default_factory=free_port)  # the management API over TLS
     pid: int | None = None
 
     def __post_init__(self) -> None:
@@ -126,6 +127,11 @@ class ThrowawayBroker:
                 f"ssl_options.keyfile = {self.tls.key}",
                 "ssl_options.verify = verify_none",
                 "ssl_options.fail_if_no_peer_cert = false",
+                f"management.ssl.port = {self.https_port}",
+                "management.ssl.ip = 127.0.0.1",
+                f"management.ssl.cacertfile = {self.tls.ca}",
+                f"management.ssl.certfile = {self.tls.cert}",
+                f"management.ssl.keyfile = {self.tls.key}",
             ]
         return lines + list(self.extra_config)
 

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import aio_pika
 import pytest
 from aiormq.exceptions import ChannelAccessRefused
+from pydantic import SecretStr
 
 from consumers.orders_events import OrderPlaced
 from consumers.registry import app
@@ -202,3 +203,36 @@ async def test_a_consumer_runs_the_drift_check_as_its_own_user_and_fails_closed(
     assert "cannot check the broker's policies for drift" in refusal[0]
     assert "PIPELINE_DRIFT_CHECK=warn" in refusal[0]
     assert passwords["billing"] not in untagged.log()
+
+
+def test_users_apply_refuses_to_send_passwords_over_plain_http_to_another_host(
+    secure_settings, passwords
+):
+    remote = secure_settings.model_copy(update={
+        "management_url": SecretStr("http://guest:guest@192.0.2.10:15672/")})
+    result = run_cli(remote, "users", "apply", PIPELINE_USER_PASSWORDS=json.dumps(passwords),
+                     timeout_s=30)
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    assert "refusing to send passwords over plain http to http://192.0.2.10:15672" in (
+        result.stderr)
+    assert "--ca-file" in result.stderr
+    for password in passwords.values():
+        assert password not in result.stdout + result.stderr
+
+
+def test_users_apply_over_https_verifies_the_api_against_the_given_ca(
+    secure_broker, secure_settings, passwords, tls_files
+):
+    https = secure_settings.model_copy(update={"management_url": SecretStr(
+        f"https://guest:guest@localhost:{secure_broker.https_port}/")})
+    env = {"PIPELINE_USER_PASSWORDS": json.dumps(passwords)}
+    # Without the CA that signed the API's certificate, nothing is sent
+    unverified = run_cli(https, "users", "apply", **env)
+    assert unverified.returncode != 0
+    assert "users applied" not in unverified.stdout
+    # With it, the users are applied over TLS
+    verified = run_cli(https, "users", "apply", "--ca-file", str(tls_files[0].ca), **env)
+    assert verified.returncode == 0, verified.stderr
+    assert "users applied" in verified.stdout
+    for password in passwords.values():
+        assert password not in verified.stdout + verified.stderr
