@@ -15,7 +15,9 @@ from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-BACKLOG = 10_000  # the figure
+# The order is asserted with every standard handler blocked, so the backlog's size does
+# not change what is proven; bench/express.py measures the 10 000.
+BACKLOG = 2000
 PREFETCH = 10
 
 
