@@ -9,6 +9,7 @@ second, unrelated CA for the "wrong CA" test.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,11 @@ from tests.faults.harness import ConsumerFactory, consumers  # noqa: F401  (a fi
 from tests.faults.node import ThrowawayBroker, TlsFiles, throwaway_node
 from tests.support.broker import vhost_name
 
-BROKER_MAX_MESSAGE_BYTES = 262_144  # the node's max_message_size
+# The node runs with the max_message_size line of the shipped deploy/rabbitmq.conf,
+# so the message-size test proves the value we ship is accepted and enforced.
+_SHIPPED = (Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq.conf").read_text()
+BROKER_MAX_MESSAGE_BYTES = int(
+    re.search(r"^max_message_size\s*=\s*(\d+)\s*$", _SHIPPED, re.MULTILINE).group(1))  # type: ignore[union-attr]
 
 
 def _openssl(*args: str, cwd: Path) -> None:

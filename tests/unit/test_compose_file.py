@@ -287,3 +287,16 @@ def test_requirements_lock_pins_every_runtime_dependency_consistently():
             child = Requirement(text)
             if child.marker is None or child.marker.evaluate({"extra": ""}):
                 assert canonicalize_name(child.name) in lock, f"{name} needs {child.name}"
+
+
+def test_the_shipped_broker_config_caps_message_size_above_what_our_publishers_send():
+    conf = (compose.ROOT / "deploy" / "rabbitmq.conf").read_text()
+    found = re.findall(r"^max_message_size\s*=\s*(\d+)\s*$", conf, re.MULTILINE)
+    assert len(found) == 1, "deploy/rabbitmq.conf sets no max_message_size"
+    broker_max = int(found[0])
+    settings = PipelineSettings()
+    # An event of the largest size we send, plus the failure headers a copy of it
+    # carries (error text, traceback, bookkeeping), fits; far bigger does not.
+    largest_copy = (settings.max_message_bytes + settings.error_header_bytes
+                    + settings.traceback_header_bytes + 4096)
+    assert largest_copy <= broker_max <= 4 * settings.max_message_bytes
