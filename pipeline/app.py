@@ -20,7 +20,7 @@ from pipeline.consume.consumer import Consumer
 from pipeline.consume.runtime import AppRuntime, Hook, LifespanFactory
 from pipeline.errors import ConfigurationError
 from pipeline.events import Event
-from topology import RetryLadder, Topology, build_topology
+from topology import DEFAULT_REPLICAS, RetryLadder, Topology, build_topology, replicated
 from topology.delay import delay_topology
 from topology.ledger import control_topology, ledger_topology
 
@@ -93,14 +93,21 @@ class App:
             known = ", ".join(self.worker_names) or "(none)"
             raise ConfigurationError(f"no consumer named {name!r}; known: {known}") from None
 
-    def topology(self, ladder: RetryLadder, delivery_limit: int, ledger: bool = True) -> Topology:
-        """Everything to declare: consumers, rungs, dead letters, the control log, the ledger."""
+    def topology(
+        self, ladder: RetryLadder, delivery_limit: int, ledger: bool = True,
+        replicas: int = DEFAULT_REPLICAS,
+    ) -> Topology:
+        """Everything to declare: consumers, rungs, dead letters, the control log, the ledger.
+
+        Every quorum queue and stream is declared on ``replicas`` nodes with
+        balanced leaders (``PIPELINE_QUEUE_REPLICAS``, ``topology.replication``).
+        """
         subscriptions = [c.subscription for c in self.consumers.values()]
         topology = build_topology(subscriptions, ladder, delivery_limit)
         topology = topology.merged(control_topology()).merged(delay_topology(subscriptions))
         if ledger:
             topology = topology.merged(ledger_topology(subscriptions))
-        return topology
+        return replicated(topology, replicas)
 
 
 def load_app(path: str | None) -> App:

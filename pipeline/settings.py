@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.durations import parse_age
 from pipeline.node_list import address, split_urls
-from topology import DEFAULT_LADDER, RetryLadder
+from topology import DEFAULT_LADDER, DEFAULT_REPLICAS, RetryLadder
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
@@ -73,6 +73,12 @@ class PipelineSettings(BaseSettings):
     )
     delivery_limit: int = Field(
         20, ge=1, description="deliveries before a crash-looping message is dead-lettered"
+    )
+    # Members of each new quorum queue and stream; RabbitMQ takes at most the
+    # nodes running when the queue is declared (docs/scaling.md).
+    queue_replicas: int = Field(
+        DEFAULT_REPLICAS, ge=1, le=99,
+        description="replicas of each new queue (all nodes up to this many; default 3)",
     )
     confirm_timeout_s: float = Field(10.0, gt=0, description="wait for a publisher confirm")
     connect_timeout_s: float = Field(30.0, gt=0, description="keep retrying the first connect")

@@ -6,7 +6,7 @@ Layout (see docs/retries.md):
     express   -> pipeline.events.express (topic) -> pipeline.<consumer>.express (quorum)
     failure   -> "" (default) -> pipeline.<consumer>.retry.<label>     (quorum, queue TTL)
                  expiry dead-letters -> "" -> pipeline.<consumer>      (its own queue only)
-    failure   -> pipeline.dead-letter (fanout) -> pipeline.dead-letter.store (classic)
+    failure   -> pipeline.dead-letter (fanout) -> pipeline.dead-letter.store (quorum)
                                                -> pipeline.admin-notifier    (quorum)
     crash loop: pipeline.<consumer> over its delivery limit -> pipeline.dead-letter
 """
@@ -36,6 +36,10 @@ class Subscription:
 
     def rungs(self, default: RetryLadder) -> RetryLadder:
         return (self.ladder or default).limited(self.max_retries)
+
+
+# Returns a stored message may take (listings) before RabbitMQ 4.0-4.2 drop it.
+STORE_DELIVERY_LIMIT = 1_000_000_000
 
 
 def _at_least_once(dead_letter_exchange: str) -> dict[str, ArgumentValue]:
@@ -79,11 +83,16 @@ def retry_queue_specs(consumer: str, ladder: RetryLadder) -> list[QueueSpec]:
 
 
 def dead_letter_queue_specs(delivery_limit: int) -> list[QueueSpec]:
-    # The store is a classic queue: RabbitMQ 4.x quorum queues drop or
-    # dead-letter a message requeued more than 20 times, and listing the
-    # store requeues every message it shows.
+    # The store and the parked queue hold events nobody else has: quorum, so
+    # they survive the loss of a node (docs/retries.md says why not a stream).
+    # Every listing of the store returns what it read, and RabbitMQ 4.0-4.2
+    # count each return toward the delivery limit (default 20 on 4.x; the
+    # store has no dead-letter exchange, so a message over it is dropped):
+    # its limit is one no number of listings reaches.
     store = QueueSpec(
-        naming.DEAD_LETTER_STORE, {"x-queue-type": "classic"}, "dead-letter-store"
+        naming.DEAD_LETTER_STORE,
+        {"x-queue-type": "quorum", "x-delivery-limit": STORE_DELIVERY_LIMIT},
+        "dead-letter-store",
     )
     # The notifier's own crash loop must never dead-letter back into the
     # exchange it consumes (a cycle), so its limit parks the message instead.
@@ -94,7 +103,7 @@ def dead_letter_queue_specs(delivery_limit: int) -> list[QueueSpec]:
         naming.ADMIN_NOTIFIER_QUEUE, notifier_args, "notifier", naming.ADMIN_NOTIFIER
     )
     parked = QueueSpec(
-        naming.ADMIN_NOTIFIER_PARKED, {"x-queue-type": "classic"}, "parked"
+        naming.ADMIN_NOTIFIER_PARKED, {"x-queue-type": "quorum"}, "parked"
     )
     return [store, notifier, parked]
 

@@ -42,7 +42,8 @@ def ledger_topology(subscriptions: Iterable[Subscription]) -> Topology:
         "x-single-active-consumer": True,
     }
     queue = QueueSpec(naming.LEDGER_QUEUE, args, "ledger", naming.LEDGER)
-    parked = QueueSpec(naming.LEDGER_PARKED, {"x-queue-type": "classic"}, "ledger", naming.LEDGER)
+    # Quorum like every queue holding events: it survives the loss of a node.
+    parked = QueueSpec(naming.LEDGER_PARKED, {"x-queue-type": "quorum"}, "ledger", naming.LEDGER)
     patterns = sorted({p for sub in subscriptions for p in sub.patterns})
     bindings = [BindingSpec(exchange, queue.name, p) for p in patterns
                 for exchange in (naming.EVENTS_EXCHANGE, naming.EXPRESS_EXCHANGE)]

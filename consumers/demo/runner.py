@@ -137,7 +137,8 @@ async def run_demo(settings: PipelineSettings, options: DemoOptions, console: Co
     try:
         with _logging_to(run_dir / "demo.log"):
             await declare_topology(
-                connection, app.topology(settings.ladder, settings.delivery_limit, settings.ledger)
+                connection, app.topology(settings.ladder, settings.delivery_limit, settings.ledger,
+                             settings.queue_replicas)
             )
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             producer = DemoProducer(
@@ -192,7 +193,8 @@ class DemoRun:
         self.layout = BoardLayout(settings.vhost, options.rate, settings.ladder, rows)
         self.supervisor: WorkerSupervisor
         if settings.is_memory:  # the broker is in this process: so are the workers
-            topology = app.topology(settings.ladder, settings.delivery_limit)
+            topology = app.topology(settings.ladder, settings.delivery_limit,
+                                    replicas=settings.queue_replicas)
             plans = plans_in_process(app, settings, DEMO_NOTIFIER_WINDOW_S)
             self.supervisor = TaskSupervisor(settings, topology, plans, run_dir / "demo.log")
         else:

@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def load_topology(settings: PipelineSettings) -> Topology:
     app = load_app(settings.app)
-    return app.topology(settings.ladder, settings.delivery_limit, settings.ledger)
+    return app.topology(settings.ladder, settings.delivery_limit, settings.ledger,
+                        settings.queue_replicas)
 
 
 def run_apply(args: argparse.Namespace, settings: PipelineSettings) -> int:

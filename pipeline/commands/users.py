@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def roles(settings: PipelineSettings, prefix: str) -> list[Role]:
     app = load_app(settings.app)
     workers = {name: plan_worker(app, name, settings).queue for name in app.worker_names}
-    topology = app.topology(settings.ladder, settings.delivery_limit, settings.ledger)
+    topology = app.topology(settings.ladder, settings.delivery_limit, settings.ledger,
+                            settings.queue_replicas)
     return roles_for(topology, workers, prefix, scheduler=bool(app.schedules))
 
 

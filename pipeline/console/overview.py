@@ -52,7 +52,8 @@ def load_topology(settings: PipelineSettings) -> Topology:
     Raises ``ConfigurationError`` when ``PIPELINE_APP`` is unset or wrong.
     """
     app = load_app(settings.app)
-    return app.topology(settings.ladder, settings.delivery_limit, settings.ledger)
+    return app.topology(settings.ladder, settings.delivery_limit, settings.ledger,
+                        settings.queue_replicas)
 
 
 async def read_overview(acting: PipelineSettings, topology: Topology, ledger: LedgerView,

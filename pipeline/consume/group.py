@@ -38,7 +38,8 @@ def run_group(
         if not chosen:
             raise ConfigurationError("the App has no consumers or workers to run")
         plans = [plan_worker(app, name, settings) for name in chosen]
-        topology = app.topology(settings.ladder, settings.delivery_limit)
+        topology = app.topology(settings.ladder, settings.delivery_limit,
+                                replicas=settings.queue_replicas)
     except PipelineError as exc:
         log.error("configuration error: %s", exc)
         return exit_code_for(exc)

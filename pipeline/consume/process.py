@@ -45,7 +45,8 @@ def run_named(settings: PipelineSettings, name: str, app: App | None = None) -> 
     try:
         app = app or load_app(settings.app)
         plan = plan_worker(app, name, settings)
-        topology = app.topology(settings.ladder, settings.delivery_limit, settings.ledger)
+        topology = app.topology(settings.ladder, settings.delivery_limit, settings.ledger,
+                                settings.queue_replicas)
         topology = topology.subset(plan.consumer)
     except PipelineError as exc:
         log.error("configuration error: %s", exc)

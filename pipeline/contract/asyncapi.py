@@ -52,7 +52,8 @@ def asyncapi_document(
 
     Raises ``ConfigurationError`` when the App's topology cannot be built.
     """
-    topology = app.topology(settings.ladder, settings.delivery_limit)
+    topology = app.topology(settings.ladder, settings.delivery_limit,
+                            replicas=settings.queue_replicas)
     names, schemas = component_schemas(app.events.values())
     document: Document = {
         "asyncapi": ASYNCAPI_VERSION,

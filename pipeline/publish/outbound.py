@@ -253,8 +253,12 @@ async def forward(
     headers: dict[str, Any],
     timeout_s: float,
     queue: str,
+    then_ack: bool = True,
 ) -> bool:
     """Publish a confirmed copy of ``original`` with ``headers``, then ack ``original``.
+
+    With ``then_ack=False`` the caller acks (the dead-letter store acks a
+    page at a time, ``pipeline.store.scan``).
 
     The copy is a PRODUCER span continuing the current trace (or, for
     ``new_trace``, a new one linked to ``links``). Raises ``PublishError``
@@ -271,4 +275,6 @@ async def forward(
         tracing.inject(headers)
         copy = copy_message(original, headers)
         await send_confirmed(exchanges, hop.exchange, hop.routing_key, copy, timeout_s)
+    if not then_ack:
+        return True
     return await acknowledge(original, queue)

@@ -23,6 +23,7 @@ from pipeline.schedule.leader import Leadership
 from pipeline.schedule.runner import Scheduler
 from pipeline.settings import PipelineSettings
 from topology.delay import delay_topology
+from topology.replication import replicated
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,10 @@ async def _run(settings: PipelineSettings, app: App) -> ExitCode:
         # The scheduler publishes to pipeline.events anyway, so it may declare
         # the delay levels, whose last one dead-letters there (docs/scheduling.md).
         subscriptions = [c.subscription for c in app.consumers.values()]
-        await declare_topology(connection, delay_topology(subscriptions))
+        # Replicated as `topology apply` declares them, or the arguments differ.
+        await declare_topology(
+            connection, replicated(delay_topology(subscriptions), settings.queue_replicas)
+        )
         leadership = Leadership(await connection.channel(publisher_confirms=True))
         connection.close_callbacks.add(leadership.lost)
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)

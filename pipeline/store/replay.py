@@ -96,28 +96,31 @@ async def replay(
     consumer_queues = frozenset(naming.consumer_queue(name) for name in names)
     report = ReplayReport()
     async with scan(settings) as found:
-        chosen = found.select(selection)
-        if dry_run:
-            report.skipped_dry_run = [stored for stored, _ in chosen]
-            return report
-        exchanges = ExchangeCache(found.channel)
         interval = 1.0 / rate_per_s if rate_per_s else 0.0
         started = time.monotonic()
-        for done, (stored, message) in enumerate(chosen):
+        done = 0
+        async for entry in found.entries(selection):
+            if dry_run:
+                report.skipped_dry_run.append(entry.stored)
+                continue
             if interval:
                 await asyncio.sleep(max(0.0, started + done * interval - time.monotonic()))
-            error = refusal(replay_target(stored), consumer_queues)
+            error = refusal(replay_target(entry.stored), consumer_queues)
             if error is None:
-                error = await _replay_one(exchanges, stored, message,
+                error = await _replay_one(found.exchanges, entry.stored, entry.message,
                                           settings.confirm_timeout_s)
             else:
-                log.error("replay of %s refused: %s", stored.message_id, error)
+                log.error("replay of %s refused: %s", entry.stored.message_id, error)
             if error is None:
-                report.replayed.append(stored)
+                # The replay is confirmed: the store copy may go.
+                entry.settled = True
+                report.replayed.append(entry.stored)
             else:
-                report.failed.append((stored, error))
+                report.failed.append((entry.stored, error))
+            done += 1
             if progress:
-                progress(done + 1, len(chosen))
+                # The store's size is known, not how many of it are selected.
+                progress(done, max(done, found.total))
     return report
 
 
@@ -144,16 +147,14 @@ async def _replay_one(
         return "the connection to the store dropped mid-replay: not replayed, it is back in " \
                "the store"
     try:
-        stored_only_once = await forward(exchanges, message, hop, headers, timeout_s,
-                                         naming.DEAD_LETTER_STORE)
+        # The pass acks the store copy when its page ends (entry.settled); if
+        # the connection drops first, acknowledge() says the entry is in both.
+        await forward(exchanges, message, hop, headers, timeout_s, naming.DEAD_LETTER_STORE,
+                      then_ack=False)
     except PublishError as exc:
         log.error("replay of %s to %s failed: %s; it stays in the store",
                   stored.message_id, target, exc)
         return str(exc)
-    if not stored_only_once:
-        log.error("replayed %s to %s, but the connection dropped before its store copy was "
-                  "removed: it is in both; do not replay it again", stored.message_id, target)
-        return None
     log.info("replayed %s event %s to %s (replay #%d)", stored.event_type, stored.message_id,
              target, headers[h.REPLAY_COUNT])
     return None

@@ -122,7 +122,8 @@ class TestPipeline:
 
     async def _start(self) -> None:
         settings = self.settings
-        topology = self.app.topology(settings.ladder, settings.delivery_limit)
+        topology = self.app.topology(settings.ladder, settings.delivery_limit,
+                                     replicas=settings.queue_replicas)
         self._connection = await connect(settings, "testpipeline")
         await declare_topology(self._connection, topology)
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)

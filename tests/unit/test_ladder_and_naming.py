@@ -6,7 +6,15 @@ from datetime import timedelta
 
 import pytest
 
-from topology import RetryLadder, Subscription, build_topology, naming, parse_duration
+from pipeline import App, Consumer
+from topology import (
+    RetryLadder,
+    Subscription,
+    build_topology,
+    declared_replicas,
+    naming,
+    parse_duration,
+)
 
 
 def test_default_ladder_reads_like_the_docs():
@@ -63,7 +71,9 @@ def test_topology_gives_each_consumer_its_own_rungs_dead_lettering_home():
     assert queue.arguments["x-delivery-limit"] == 7
     assert queue.arguments["x-dead-letter-exchange"] == "pipeline.dead-letter"
     assert queue.arguments["x-dead-letter-strategy"] == "at-least-once"
-    assert topo.queue("pipeline.dead-letter.store").queue_type == "classic"
+    # Every queue holding events is replicated, the store and the parked queue too.
+    assert topo.queue("pipeline.dead-letter.store").queue_type == "quorum"
+    assert topo.queue("pipeline.admin-notifier.parked").queue_type == "quorum"
     # The notifier never dead-letters into the exchange it consumes.
     notifier = topo.queue("pipeline.admin-notifier")
     assert notifier.arguments["x-dead-letter-exchange"] == ""
@@ -86,3 +96,17 @@ def test_a_consumer_declares_only_its_own_queues_and_the_shared_ones():
         "pipeline.billing", "pipeline.billing.express", "pipeline.billing.retry.1s",
         "pipeline.dead-letter.store", "pipeline.admin-notifier", "pipeline.admin-notifier.parked",
     }
+
+
+def test_every_replicated_queue_is_declared_on_the_chosen_replicas_with_balanced_leaders():
+    ladder = RetryLadder.of([timedelta(seconds=1)])
+    app = App([Consumer("billing", ["orders.#"])])
+    topo = app.topology(ladder, 20, ledger=True, replicas=2)
+    kinds = {q.queue_type for q in topo.queues}
+    assert kinds == {"quorum", "stream"}  # no classic queue holds events any more
+    for queue in topo.queues:
+        assert declared_replicas(queue) == 2, queue.name
+        assert queue.arguments["x-queue-leader-locator"] == "balanced", queue.name
+    assert topo.queue(naming.CONTROL_LOG).arguments["x-initial-cluster-size"] == 2
+    default = app.topology(ladder, 20)
+    assert {declared_replicas(q) for q in default.queues} == {3}
