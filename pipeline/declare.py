@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from aio_pika.abc import AbstractConnection
+import logging
 
-from pipeline.errors import TopologyMismatchError
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity
+
+from pipeline.errors import TopologyError, TopologyMismatchError
 from pipeline.memory.transport import MemoryConnection
 from topology import Topology, apply_topology, naming
 from topology import TopologyMismatchError as _DeclareMismatch
+
+log = logging.getLogger(__name__)
 
 DELAY_PREFIX = naming.DELAY_EXCHANGE
 
@@ -24,6 +29,49 @@ async def declare_topology(connection: AbstractConnection, topology: Topology) -
         await apply_topology(connection, topology)
     except _DeclareMismatch as exc:
         raise TopologyMismatchError(exc.mismatches) from None
+
+
+async def declare_or_verify(connection: AbstractConnection, topology: Topology) -> None:
+    """Declare ``topology``, or, for a user that may not declare, check that it exists.
+
+    A consumer's least-privilege user has no configure permission (the
+    deployer applies the topology, docs/reliability.md): its declare is
+    refused (ACCESS_REFUSED) and every exchange and queue is then checked
+    with a passive declare, which needs no permission. Raises
+    ``TopologyError`` naming what is missing, ``TopologyMismatchError`` as
+    ``declare_topology``.
+    """
+    try:
+        await declare_topology(connection, topology)
+    except ChannelAccessRefused:
+        log.info("this user may not declare the topology (least privilege: the deployer "
+                 "applies it); checking that it exists")
+        await verify_topology(connection, topology)
+
+
+async def verify_topology(connection: AbstractConnection, topology: Topology) -> None:
+    """Raise ``TopologyError`` unless every exchange and queue of ``topology`` exists."""
+    objects = [("exchange", e.name) for e in topology.exchanges]
+    objects += [("queue", q.name) for q in topology.queues]
+    missing: list[str] = []
+    channel: AbstractChannel | None = None
+    for kind, name in objects:
+        if channel is None or channel.is_closed:
+            channel = await connection.channel()  # a NOT_FOUND closes the channel
+        try:
+            if kind == "exchange":
+                await channel.get_exchange(name, ensure=True)
+            else:
+                await channel.get_queue(name, ensure=True)
+        except ChannelNotFoundEntity:
+            missing.append(f"{kind} {name}")
+    if channel is not None and not channel.is_closed:
+        await channel.close()
+    if missing:
+        raise TopologyError(
+            f"{', '.join(missing)} missing on the broker and this user may not declare "
+            "them: run `pipeline topology apply` as the deployer (pipeline-deployer)"
+        )
 
 
 def without_streams(topology: Topology) -> Topology:

@@ -25,7 +25,7 @@ from pipeline.consume.protocols import WorkerService
 from pipeline.consume.time_limit import run_to_end
 from pipeline.consume.worker import Worker
 from pipeline.control.pause import PauseSwitch
-from pipeline.declare import declare_topology
+from pipeline.declare import declare_or_verify
 from pipeline.errors import PipelineError
 from pipeline.exits import ExitCode, exit_code_for
 from pipeline.ops.drift import refuse_dangerous_drift
@@ -157,7 +157,7 @@ async def _run(
     outbound: AbstractRobustConnection | None = None
     gate = Gate(f"consumer {plan.consumer}")
     try:
-        await declare_topology(connection, topology)
+        await declare_or_verify(connection, topology)
         await refuse_dangerous_drift(settings, topology)  # policies can undo our arguments
         # Failure copies (and the ledger's records) go out on a connection of
         # their own: an alarm blocks a connection that publishes, all of its

@@ -7,11 +7,13 @@ https://www.rabbitmq.com/docs/access-control. What each role needs:
 
     publisher   write pipeline.events and pipeline.delay (delayed events);
                 nothing else (it declares nothing)
-    <consumer>  what its worker declares on start (its queue and rungs, the
-                exchanges and the shared dead-letter queues), read on its own
-                queue(s) only, write on the dead-letter exchange and on
-                ``amq.default`` (retry copies go to a rung by queue name);
-                read on the control log, write on ``pipeline.ledger`` (records)
+    <consumer>  read on its own queue and express lane only, write on the
+                dead-letter exchange and on ``amq.default`` (retry copies go
+                to a rung by queue name); read on the control log, write on
+                ``pipeline.ledger`` (records); configure nothing: its worker
+                verifies the topology passively
+    deployer    configure every object of the topology, and what declaring
+                and binding them needs (``pipeline topology apply``)
     scheduler   (an App with schedules) its leader queue, declaring the delay
                 levels, write pipeline.events and ``amq.default`` (its tokens)
     operator    read the dead-letter store and the parked notices, write
@@ -22,8 +24,9 @@ Two broker rules shape this. The default exchange is named ``amq.default``
 in permission checks, and write on it lets a user publish to *any* queue of
 the vhost by name: the broker cannot narrow it per queue. And declaring a
 queue with ``x-dead-letter-exchange`` needs read on that queue and write on
-the dead-letter exchange, so a consumer that declares the shared notifier
-queue on start can also read it (docs/reliability.md, "Security").
+the dead-letter exchange, which is why declaring is the deployer's job: a
+consumer that declared the shared notifier queue could also read it
+(docs/reliability.md, "Security").
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from topology import Topology, naming
 DEFAULT_EXCHANGE = "amq.default"  # the default exchange's name in permission checks
 PUBLISHER = "publisher"
 OPERATOR = "operator"
+DEPLOYER = "deployer"
 
 
 @dataclass(frozen=True)
@@ -73,21 +77,39 @@ def exactly(names: Iterable[str]) -> str:
 
 
 def worker_permission(subset: Topology, consumed: Iterable[str]) -> Permission:
-    """What a worker needs to declare ``subset`` on start and consume ``consumed``."""
-    configure = [e.name for e in subset.exchanges] + [q.name for q in subset.queues]
-    write = [DEFAULT_EXCHANGE, naming.DEAD_LETTER_EXCHANGE]
+    """What a worker needs to consume ``consumed`` and send its copies; it declares nothing.
+
+    The deployer applies the topology (``deployer_permission``); a worker
+    started with this user verifies its objects passively (no configure
+    needed), so it cannot delete or redeclare the store, the exchanges or
+    another consumer's queues.
+    """
     read = list(consumed)
-    for binding in subset.bindings:
-        write.append(binding.queue)  # queue.bind: write on the queue...
-        read.append(binding.exchange)  # ...and read on the exchange
+    # Its express lane, consumed beside its queue with the same handlers.
+    owners = {q.consumer for q in subset.queues if q.name in read}
+    read += [q.name for q in subset.queues if q.role == "express" and q.consumer in owners]
+    # Rung copies go by queue name through amq.default; dead letters to the DLX.
+    write = [DEFAULT_EXCHANGE, naming.DEAD_LETTER_EXCHANGE]
     # Every worker reads the control log and appends its start marker to it
     # (through amq.default); event consumers send outcome records to the ledger.
     read += [q.name for q in subset.queues if q.role == "control"]
     write += [e.name for e in subset.exchanges if e.name == naming.LEDGER_EXCHANGE]
-    for queue in subset.queues:
+    return Permission("^$", exactly(write), exactly(read))
+
+
+def deployer_permission(topology: Topology) -> Permission:
+    """What `pipeline topology apply` needs to declare and bind all of ``topology``."""
+    configure = [e.name for e in topology.exchanges] + [q.name for q in topology.queues]
+    write: list[str] = []
+    read: list[str] = []
+    for binding in topology.bindings:
+        write.append(binding.queue)  # queue.bind: write on the queue (or exchange)...
+        read.append(binding.exchange)  # ...and read on the source exchange
+    for queue in topology.queues:
         dead_letter_exchange = queue.arguments.get("x-dead-letter-exchange")
         if isinstance(dead_letter_exchange, str):
-            # Declaring a queue that dead-letters needs read on it and write on its DLX.
+            # Declaring a queue that dead-letters needs read on it and write on its DLX
+            # (measured on 3.10: ACCESS_REFUSED without either).
             read.append(queue.name)
             write.append(dead_letter_exchange or DEFAULT_EXCHANGE)
     return Permission(exactly(configure), exactly(write), exactly(read))
@@ -137,6 +159,11 @@ def roles_for(topology: Topology, workers: Mapping[str, str], prefix: str = "pip
             scheduler_permission(topology),
             "runs the schedules (pipeline scheduler) and declares the delay levels",
         ))
+    roles.append(Role(
+        DEPLOYER, f"{prefix}-{DEPLOYER}", "management",
+        deployer_permission(topology),
+        "applies the topology (`pipeline topology apply`, `topology check`); consumes nothing",
+    ))
     roles.append(Role(
         OPERATOR, f"{prefix}-{OPERATOR}", "management",
         # The control log: `pipeline consumers list|pause|resume`, and the pause and

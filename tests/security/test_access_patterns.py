@@ -42,14 +42,26 @@ def test_the_publisher_may_only_write_the_events_exchange(roles):
 def test_a_consumer_reads_its_own_queues_but_no_other_consumers_or_the_store(roles):
     billing = roles["billing"].permission
     assert allows(billing.read, naming.consumer_queue("billing"))
-    assert allows(billing.read, naming.retry_queue("billing", "1s"))
+    assert allows(billing.read, naming.express_queue("billing"))
     for other in (naming.consumer_queue("shipping"), naming.retry_queue("shipping", "1s"),
-                  naming.DEAD_LETTER_STORE, naming.ADMIN_NOTIFIER_PARKED):
+                  naming.DEAD_LETTER_STORE, naming.ADMIN_NOTIFIER_PARKED,
+                  naming.ADMIN_NOTIFIER_QUEUE):
         assert not allows(billing.read, other), other
     assert allows(billing.write, DEFAULT_EXCHANGE)  # rung copies, by queue name
     assert allows(billing.write, naming.DEAD_LETTER_EXCHANGE)
     assert not allows(billing.write, naming.EVENTS_EXCHANGE)
-    assert not allows(billing.configure, naming.consumer_queue("shipping"))
+    assert billing.configure == "^$"  # it declares nothing, so it can delete nothing
+
+
+def test_the_deployer_configures_the_topology_and_the_notifier_reads_only_its_queue(roles):
+    deployer = roles["deployer"].permission
+    for name in (naming.EVENTS_EXCHANGE, naming.DEAD_LETTER_EXCHANGE, naming.DEAD_LETTER_STORE,
+                 naming.consumer_queue("billing"), naming.retry_queue("billing", "1s")):
+        assert allows(deployer.configure, name), name
+    notifier = roles[naming.ADMIN_NOTIFIER].permission
+    assert allows(notifier.read, naming.ADMIN_NOTIFIER_QUEUE)
+    assert not allows(notifier.read, naming.DEAD_LETTER_STORE)
+    assert notifier.configure == "^$"
 
 
 def test_the_operator_reads_the_store_and_parked_notices_and_configures_nothing(roles):

@@ -12,18 +12,18 @@ from aiormq.exceptions import ChannelAccessRefused
 from pydantic import SecretStr
 
 from consumers.orders_events import OrderPlaced
-from consumers.registry import app
 from pipeline import Publisher
 from pipeline.exits import ExitCode
 from tests.security.cli import run_cli
 from tests.security.conftest import as_user
 from tests.support.runtime import drain, queue_state
 from tests.support.waiting import eventually
-from topology import apply_topology, naming
+from topology import naming
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
-ROLES = ("publisher", "billing", "shipping", "audit", "admin-notifier", "ledger", "operator")
+ROLES = ("publisher", "billing", "shipping", "audit", "admin-notifier", "ledger", "operator",
+         "deployer")
 
 
 @pytest.fixture
@@ -33,17 +33,16 @@ def passwords() -> dict[str, str]:
 
 @pytest.fixture
 async def users(secure_settings, passwords):
-    """Users applied with the CLI, and the topology declared by the admin (guest)."""
+    """Users applied with the CLI, and the topology applied by the deployer with the CLI."""
     result = run_cli(secure_settings, "users", "apply",
                      PIPELINE_USER_PASSWORDS=json.dumps(passwords))
     assert result.returncode == 0, result.stderr
     for password in passwords.values():
         assert password not in result.stdout + result.stderr
     assert "pipeline-billing" in result.stdout
-    connection = await aio_pika.connect(secure_settings.amqp_url.get_secret_value())
-    async with connection:
-        await apply_topology(connection, app.topology(secure_settings.ladder,
-                                                      secure_settings.delivery_limit))
+    deployer = as_user(secure_settings, "pipeline-deployer", passwords["deployer"])
+    applied = run_cli(deployer, "topology", "apply")
+    assert applied.returncode == 0, applied.stderr + applied.stdout
     return {role: as_user(secure_settings, f"pipeline-{role}", password)
             for role, password in passwords.items()}
 
@@ -71,6 +70,18 @@ def publish_to(exchange: str, routing_key: str = "x"):
         target = (channel.default_exchange if exchange == "" else
                   await channel.get_exchange(exchange, ensure=False))
         await target.publish(aio_pika.Message(b"{}"), routing_key)
+    return action
+
+
+def delete_queue(queue: str):
+    async def action(channel):
+        await channel.queue_delete(queue)
+    return action
+
+
+def delete_exchange(exchange: str):
+    async def action(channel):
+        await channel.exchange_delete(exchange)
     return action
 
 
@@ -117,6 +128,15 @@ async def test_a_consumer_runs_with_its_user_but_cannot_read_another_consumers_q
         assert await refused(billing_settings, get_from(queue)), queue
     assert await refused(billing_settings, publish_to(naming.EVENTS_EXCHANGE, "orders.x.y"))
     assert await refused(billing_settings, declare("pipeline.shipping.extra"))
+    # ...nor read the notifier's queue, nor delete the store, an exchange or another
+    # consumer's queue (it declares nothing: the deployer applied the topology)
+    assert await refused(billing_settings, get_from(naming.ADMIN_NOTIFIER_QUEUE))
+    for queue in (naming.DEAD_LETTER_STORE, naming.consumer_queue("shipping"),
+                  naming.consumer_queue("billing")):
+        assert await refused(billing_settings, delete_queue(queue)), queue
+    for exchange in (naming.EVENTS_EXCHANGE, naming.DEAD_LETTER_EXCHANGE):
+        assert await refused(billing_settings, delete_exchange(exchange)), exchange
+    await queue_state(secure_settings, naming.DEAD_LETTER_STORE)  # still there (passive)
 
 
 async def test_the_operator_can_read_and_replay_the_store_but_not_consumer_queues(

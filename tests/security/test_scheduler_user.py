@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration]
 async def test_the_scheduler_user_leads_declares_the_delay_levels_and_fires_a_tick(
         secure_settings):
     password = f"pw-{uuid.uuid4().hex}"
-    roles = ("publisher", "ticker", "scheduler", "operator")
+    roles = ("publisher", "ticker", "scheduler", "operator", "deployer")
     result = run_cli(secure_settings, "users", "apply", PIPELINE_APP="tests.apps.scheduled:app",
                      PIPELINE_USER_PASSWORDS=json.dumps(dict.fromkeys(roles, password)))
     assert result.returncode == 0, result.stderr
