@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="CA certificate (PEM) that signed an https:// management API's "
                             "certificate; passwords are never sent over plain http but to "
                             "127.0.0.1")
+    apply.add_argument("--allow-plain-http", action="store_true",
+                       help="send passwords over http to a non-loopback API anyway: only on a "
+                            "private network such as docker compose's")
     for action in (show, apply):
         action.add_argument("--prefix", default="pipeline", help="user names are PREFIX-ROLE")
     show.set_defaults(run=run_show)
@@ -69,7 +72,8 @@ def run_apply(args: argparse.Namespace, settings: PipelineSettings) -> int:
     passwords = _passwords(args.passwords_file) if args.passwords_file else settings.user_passwords
 
     async def apply() -> None:
-        admin = AccessAdmin(settings, ca_file=_ca_file(args.ca_file))
+        admin = AccessAdmin(settings, ca_file=_ca_file(args.ca_file),
+                            allow_plain_http=args.allow_plain_http)
         try:
             await admin.apply(found, passwords)
         finally:

@@ -34,12 +34,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from pydantic import SecretStr
 
 from pipeline.errors import ConfigurationError
 from pipeline.ops.management import ManagementClient, is_loopback
+from pipeline.settings import PipelineSettings
 from topology import Topology, naming
 
 DEFAULT_EXCHANGE = "amq.default"  # the default exchange's name in permission checks
@@ -181,7 +183,16 @@ def missing_passwords(roles: Iterable[Role], passwords: Mapping[str, SecretStr])
 
 
 class AccessAdmin(ManagementClient):
-    """Creates users and sets permissions through the management HTTP API."""
+    """Creates users and sets permissions through the management HTTP API.
+
+    ``allow_plain_http`` lifts the refusal to send passwords over http to a
+    host that is not loopback (a private network, as docker compose's).
+    """
+
+    def __init__(self, settings: PipelineSettings, ca_file: Path | None = None,
+                 allow_plain_http: bool = False) -> None:
+        super().__init__(settings, ca_file=ca_file)
+        self._allow_plain_http = allow_plain_http
 
     async def apply(self, roles: Iterable[Role], passwords: Mapping[str, SecretStr]) -> None:
         """Create or update each role's user and permissions on our vhost.
@@ -210,6 +221,8 @@ class AccessAdmin(ManagementClient):
 
     def _refuse_plain_http(self) -> None:
         """Passwords go over https, or over http to this machine only (loopback)."""
+        if self._allow_plain_http:
+            return
         exposed = [url for url in self.node_urls
                    if urlsplit(url).scheme == "http" and not is_loopback(urlsplit(url).hostname)]
         if exposed:

@@ -73,7 +73,7 @@ def test_every_variable_without_a_default_is_in_the_env_example():
                 if op in (None, ":?", "?")}
 
     assert required <= set(example), f"add to .env.example: {sorted(required - set(example))}"
-    with pytest.raises(compose.InterpolationError, match="RABBITMQ_PASSWORD"):
+    with pytest.raises(compose.InterpolationError, match="_PASSWORD"):
         compose.load({"RABBITMQ_USER": "someone"})
 
 
@@ -83,10 +83,14 @@ def test_no_credentials_are_written_into_the_compose_file_or_the_image():
     ignored = (ROOT / ".dockerignore").read_text().split()
 
     assert "guest" not in text
-    assert re.findall(r"amqp://(.*)@rabbitmq", text) == [
-        "${RABBITMQ_USER:?set RABBITMQ_USER in .env (see .env.example)}:"
-        "${RABBITMQ_PASSWORD:?set RABBITMQ_PASSWORD in .env (see .env.example)}"
-    ]
+    admin = ("${RABBITMQ_USER:?set RABBITMQ_USER in .env (see .env.example)}:"
+             "${RABBITMQ_PASSWORD:?set RABBITMQ_PASSWORD in .env (see .env.example)}")
+    for credentials in re.findall(r"amqp://(.*)@rabbitmq", text):
+        role = re.fullmatch(r"pipeline-([a-z-]+):\$\{PIPELINE_([A-Z_]+)_PASSWORD:\?set "
+                            r"PIPELINE_\2_PASSWORD in \.env \(see \.env\.example\)\}",
+                            credentials)
+        assert credentials == admin or (
+            role and role.group(1).replace("-", "_").upper() == role.group(2)), credentials
     assert not re.search(r"(?i)password|amqp://|secret", dockerfile)
     assert {".env", ".git", ".venv"} <= set(ignored)
 
@@ -300,3 +304,32 @@ def test_the_shipped_broker_config_caps_message_size_above_what_our_publishers_s
     largest_copy = (settings.max_message_bytes + settings.error_header_bytes
                     + settings.traceback_header_bytes + 4096)
     assert largest_copy <= broker_max <= 4 * settings.max_message_bytes
+
+
+def test_services_log_in_as_their_own_role_and_only_users_apply_is_the_administrator(
+    document
+):
+    """Least privilege in compose: pipeline-<role> per service, the admin for `users` only."""
+    expected = {"users": None, "topology": "deployer", "billing": "billing",
+                "shipping": "shipping", "audit": "audit", "admin-notifier": "admin-notifier",
+                "ledger": "ledger", "console": "operator", "demo-producer": "publisher"}
+    services = compose.our_services(document)
+    assert set(services) == set(expected)
+    for name, service in services.items():
+        env = service["environment"]
+        for key in ("PIPELINE_AMQP_URL", "PIPELINE_MANAGEMENT_URL"):
+            user = re.match(r"\w+://([^:]+):", env[key]).group(1)
+            if expected[name] is None:
+                assert user == compose.read_env_file()["RABBITMQ_USER"], (name, key, user)
+            else:
+                assert user == f"pipeline-{expected[name]}", (name, key, user)
+    # the passwords `users apply` sets are the ones the services log in with
+    apply = services["users"]
+    assert apply["command"] == ["pipeline", "users", "apply", "--allow-plain-http"]
+    passwords = json.loads(apply["environment"]["PIPELINE_USER_PASSWORDS"])
+    example = compose.read_env_file()
+    for role in {r for r in expected.values() if r}:
+        var = f"PIPELINE_{role.replace('-', '_').upper()}_PASSWORD"
+        assert passwords[role] == example[var], role
+    assert services["topology"]["depends_on"]["users"]["condition"] == (
+        "service_completed_successfully")
