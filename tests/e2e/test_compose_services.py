@@ -125,9 +125,13 @@ def services(broker, vhost, tmp_path) -> Iterator[tuple[Services, OtlpSink]]:
 async def test_every_compose_service_of_ours_runs_and_becomes_ready(services):
     running, sink = services
     ours = compose.our_services(running.document)
-    assert set(ours) == {"topology", *WORKERS, "demo-producer", "console"}
+    assert set(ours) == {"users", "topology", *WORKERS, "demo-producer", "console"}
 
-    # The one-shot topology service applies the topology and exits 0.
+    # The one-shot users service creates one user per role (permissions on the test's
+    # vhost only), then the topology service applies the topology as the deployer.
+    users = running.run_once("users")
+    assert users.returncode == 0, users.stderr
+    assert "users applied" in users.stdout
     done = running.run_once("topology")
     assert done.returncode == 0, done.stderr
     assert "topology applied" in done.stdout
