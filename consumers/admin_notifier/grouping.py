@@ -9,7 +9,10 @@ on, that is one notice per window.
 Nothing is acked before its notice went out: ``submit`` returns only when
 the notice that covers this failure was delivered, and raises if it was
 not (the admin notifier then parks the dead letter). So the notifier's
-prefetch bounds how many failures one window can hold.
+prefetch bounds how many failures one window can hold, and ``max_held_bytes``
+how many bytes: a dead letter that would take the held deliveries past it
+ends every open window at once (their counted notices go out now), so a
+storm of large dead letters cannot grow the process without bound.
 """
 
 from __future__ import annotations
@@ -38,17 +41,25 @@ class _Group:
 class GroupingNotifier:
     """Sends through ``sink``: at once for a quiet group, then one counted notice per window."""
 
-    def __init__(self, sink: Notifier, window_s: float) -> None:
+    def __init__(self, sink: Notifier, window_s: float,
+                 max_held_bytes: int | None = None) -> None:
         self.sink = sink
         self.window_s = window_s
+        self.max_held_bytes = max_held_bytes
+        self.held_bytes = 0  # of the deliveries waiting for their window's notice
+        self.early_flushes = 0
         self._groups: dict[GroupKey, _Group] = {}
+        self._early: set[asyncio.Task[None]] = set()  # sends of windows ended early
 
     @property
     def open_groups(self) -> int:
         return len(self._groups)
 
-    async def submit(self, notice: DeadLetterNotice) -> None:
-        """Return once a notice covering this one was delivered; raise if it was not."""
+    async def submit(self, notice: DeadLetterNotice, size: int = 0) -> None:
+        """Return once a notice covering this one was delivered; raise if it was not.
+
+        ``size``: the bytes its delivery holds while it waits (body and headers).
+        """
         key = notice.group_key
         group = self._groups.get(key)
         if group is None:
@@ -56,10 +67,30 @@ class GroupingNotifier:
             group.timer = asyncio.create_task(self._run_window(key, group))
             await self.sink.send(notice, 1)
             return
+        if self.max_held_bytes is not None and self.held_bytes + size > self.max_held_bytes:
+            self._end_windows_now()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         group.waiting.append(done)
         group.latest = notice
-        await done
+        self.held_bytes += size
+        try:
+            await done
+        finally:
+            self.held_bytes -= size
+
+    def _end_windows_now(self) -> None:
+        """Send every open window's counted notice now: the held bytes hit their cap."""
+        self.early_flushes += 1
+        log.warning("dead letters waiting for their notices hold %d bytes (cap %d, "
+                    "PIPELINE_NOTIFIER_MAX_HELD_BYTES): sending the open windows' notices now",
+                    self.held_bytes, self.max_held_bytes)
+        for key, group in self._groups.items():
+            if group.waiting and group.latest is not None:
+                waiting, latest = group.waiting, group.latest
+                group.waiting, group.latest = [], None
+                task = asyncio.create_task(self._flush(key, waiting, latest))
+                self._early.add(task)
+                task.add_done_callback(self._early.discard)
 
     async def _run_window(self, key: GroupKey, group: _Group) -> None:
         while True:

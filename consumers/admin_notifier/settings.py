@@ -26,4 +26,8 @@ class NotifierSettings(BaseSettings):
     smtp_to: str = Field("", description="comma-separated recipients of notice mails")
     group_window_s: float = Field(60.0, gt=0, description="group equal failures this long")
     prefetch: int = Field(1000, ge=1, le=65535, description="dead letters held per window")
+    max_held_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024,
+        description="bytes of dead letters held waiting for a window's notice; past it the "
+        "open windows send their notices at once")
     send_attempts: int = Field(4, ge=1, description="tries per sink before parking")

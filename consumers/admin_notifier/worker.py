@@ -40,7 +40,10 @@ class NoticeProcessor:
         self._redact: Callable[[str], str] = lambda text: redact(text, limit)
 
     async def __call__(self, delivery: Delivery) -> None:
-        await self.notifier.submit(notice_from(delivery, self._redact))
+        message = delivery.message
+        # What this delivery holds while it waits: its body and (roughly) its headers.
+        size = len(message.body) + len(repr(message.headers or {}))
+        await self.notifier.submit(notice_from(delivery, self._redact), size)
 
 
 def plan(
@@ -59,7 +62,7 @@ def plan(
         if notifier is not None else notifier_from_settings(options)
     )
     metrics = PipelineMetrics()
-    grouping = GroupingNotifier(sink, options.group_window_s)
+    grouping = GroupingNotifier(sink, options.group_window_s, options.max_held_bytes)
     return WorkerPlan(
         consumer=NAME,
         queue=naming.ADMIN_NOTIFIER_QUEUE,

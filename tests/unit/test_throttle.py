@@ -98,3 +98,22 @@ async def test_close_flushes_an_open_window_at_once():
     await asyncio.wait_for(grouping.close(), 1)
     await asyncio.gather(*rest)
     assert [c for _, c in sink.sent] == [1, 3]
+
+
+async def test_held_dead_letters_are_bounded_by_bytes_not_only_by_count():
+    # Given a long window and a cap of 10 kB on what waiting dead letters hold
+    sink = RecordingNotifier()
+    grouping = GroupingNotifier(sink, window_s=60, max_held_bytes=10_000)
+    await grouping.submit(notice(event_id="evt-0"), 4_000)  # opens the group: sent at once
+    # When 3 kB dead letters keep arriving in the window
+    waiting = [asyncio.create_task(grouping.submit(notice(event_id=f"evt-{i}"), 3_000))
+               for i in range(1, 8)]
+    # Then the window is cut short whenever the next one would pass the cap: no more
+    # than 10 kB is ever held, and every one of them is notified well before 60 s
+    await asyncio.wait_for(asyncio.gather(*waiting[:6]), 5)
+    assert grouping.held_bytes <= 10_000
+    assert grouping.early_flushes >= 2
+    assert sum(c for _, c in sink.sent) >= 7
+    await grouping.close()
+    for task in waiting:
+        task.cancel()
