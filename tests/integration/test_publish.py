@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from pipeline import App, Consumer, MessageTooLargeError, Publisher, UnroutableError
+from pipeline import (
+    App,
+    ConfirmTimeoutError,
+    Consumer,
+    MessageTooLargeError,
+    Publisher,
+    UnroutableError,
+)
 from pipeline.envelope import CONTENT_TYPE
 from pipeline.errors import BatchPublishError, ReservedHeaderError
 from tests.conftest import make_settings
@@ -130,3 +137,26 @@ async def test_a_publish_retried_with_the_same_id_can_be_deduplicated_by_that_id
     messages = await drain(settings, "pipeline.things", expect=2)
     assert [(m.message_id, json.loads(m.body)["id"]) for m in messages] == [
         (failed_id, failed_id), ("order-42", "order-42")]
+
+
+async def test_a_publish_retried_after_a_confirm_timeout_keeps_its_id(broker, vhost, connection):
+    # Given a confirm timeout so short that the first try times out (the broker may
+    # still store it: a timed-out publish is in the socket, docs/reliability.md)
+    hasty = make_settings(broker, vhost, confirm_timeout_s=1e-6)
+    await declare(hasty, connection, Consumer("things", ["things.#"]))
+    event = ThingHappened(n=5)
+    async with await Publisher.connect(hasty) as publisher:
+        with pytest.raises(ConfirmTimeoutError) as raised:
+            await publisher.publish(event)
+        event_id = raised.value.event_id
+    assert event_id
+
+    # When the caller retries with the id the error carries, patiently this time
+    async with await Publisher.connect(make_settings(broker, vhost)) as publisher:
+        assert await publisher.publish(event, event_id=event_id) == event_id
+
+    # Then every copy that reached the queue is the same event, by id: an Inbox
+    # (docs/outbox-inbox.md) handles it once
+    copies = await drain(make_settings(broker, vhost), "pipeline.things", expect=1)
+    assert 1 <= len(copies) <= 2
+    assert {(m.message_id, json.loads(m.body)["id"]) for m in copies} == {(event_id, event_id)}
