@@ -15,7 +15,7 @@ import logging
 from pipeline.app import load_app
 from pipeline.commands.output import print_json, print_table
 from pipeline.commands.topology import load_topology
-from pipeline.control.pause import read_pauses, set_paused
+from pipeline.control.pause import read_flow, set_paused
 from pipeline.errors import ConfigurationError
 from pipeline.exits import ExitCode
 from pipeline.ops.status import read_status
@@ -57,17 +57,21 @@ def run_switch(args: argparse.Namespace, settings: PipelineSettings) -> int:
 def run_list(args: argparse.Namespace, settings: PipelineSettings) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     topology = load_topology(settings)
-    paused = asyncio.run(read_pauses(settings))
-    report = asyncio.run(read_status(settings, topology))
+    book = asyncio.run(read_flow(settings))
+    paused = book.paused
+    report = asyncio.run(read_status(
+        settings, topology, tripped={name: book.tripped_note(name) or "" for name in book.tripped}))
     rows = []
     for consumer in report.consumers:
         pause = paused.get(consumer.name)
         rows.append({
             "name": consumer.name,
-            "state": "paused" if pause else "consuming",
-            "note": pause.note if pause else "",
+            "state": "paused" if pause else ("breaker open" if consumer.tripped else "consuming"),
+            "note": "; ".join(n for n in (pause.note if pause else "",
+                                          consumer.tripped or "") if n),
             "queue": consumer.queue.name,
             "ready": consumer.queue.ready,
+            "express_ready": consumer.express.ready if consumer.express else 0,
             "unacked": consumer.queue.unacked,
             "replicas": consumer.queue.consumers,
         })
@@ -75,7 +79,7 @@ def run_list(args: argparse.Namespace, settings: PipelineSettings) -> int:
         print_json(rows)
     else:
         print_table(f"{len(rows)} consumer(s)",
-                    ["name", "state", "ready", "unacked", "replicas", "note"],
-                    [[r["name"], r["state"], r["ready"], r["unacked"], r["replicas"], r["note"]]
-                     for r in rows])
+                    ["name", "state", "ready", "express", "unacked", "replicas", "note"],
+                    [[r["name"], r["state"], r["ready"], r["express_ready"], r["unacked"],
+                      r["replicas"], r["note"]] for r in rows])
     return ExitCode.OK
