@@ -213,6 +213,21 @@ class _Builder:
                 "the handler returns, or after its retry or dead-letter copy is confirmed",
                 handled, {"ack": True},
             )
+            express = consumer.express_queue
+            if any(q.name == express for q in queues):
+                self.channel(
+                    express, express,
+                    f"The express lane of consumer {consumer.name}: bound to "
+                    f"{naming.EXPRESS_EXCHANGE} with {patterns} (events published with "
+                    "priority express); quorum queue, consumed beside its queue. Its retries "
+                    f"go through the same rungs back to {consumer.queue}.",
+                    handled, _queue_binding(express, self.vhost),
+                )
+                self.operation(
+                    f"{consumer.name}.receive-express", "receive", express,
+                    f"{consumer.name} handles express events before the standard ones waiting",
+                    handled, {"ack": True},
+                )
             for rung in rungs:
                 self._add_rung(consumer.name, consumer.queue, rung, handled)
 
