@@ -125,7 +125,7 @@ def render(report: StatusReport) -> RenderableType:
         verdict = Text(f"{len(report.problems)} problem(s):", style="bold red")
         for problem in report.problems:
             verdict.append(f"\n  [{problem.code}] {problem.message}", style="red")
-    lines: list[RenderableType] = [table, store]
+    lines: list[RenderableType] = [table, store, *_replicas(report)]
     if report.delays:
         lines.append(Text(f"delayed events: {report.delayed} waiting in "
                           f"{len(report.delays)} delay levels (pipeline.delay.*)"))
@@ -134,6 +134,30 @@ def render(report: StatusReport) -> RenderableType:
     if report.flow_note:
         lines.append(Text(report.flow_note, style="yellow"))
     return Group(*lines, verdict)
+
+
+def _replicas(report: StatusReport) -> list[RenderableType]:
+    """Leader and online members per replicated queue (one line on a healthy single node)."""
+    cluster = report.cluster
+    if cluster is None or not cluster.queues:
+        return []
+    down = f", down: {', '.join(cluster.nodes_down)}" if cluster.nodes_down else ""
+    healthy = all(not q.offline and len(q.members) >= q.declared for q in cluster.queues)
+    if len(cluster.nodes) <= 1 and healthy:
+        return [Text(f"replicas: {len(cluster.queues)} replicated queues on a single node "
+                     f"({', '.join(cluster.nodes)}), all online")]
+    table = Table(title=f"Replicas: nodes {', '.join(cluster.nodes)}{down}",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("queue", "leader", "online"):
+        table.add_column(column, no_wrap=True)
+    for queue in cluster.queues:
+        style = "" if queue.has_majority else "bold red"
+        online = f"{len(queue.online)}/{len(queue.members)}"
+        if len(queue.members) < queue.declared:
+            online += f" (declared {queue.declared})"
+        table.add_row(queue.queue, queue.leader or "-",
+                      Text(online, style=style or ("yellow" if queue.offline else "")))
+    return [table]
 
 
 def _row(table: Table, state: QueueState, label: str, warn_idle: bool = False) -> None:

@@ -35,6 +35,7 @@ from urllib.parse import quote
 from pipeline.declare import without_delays, without_streams
 from pipeline.errors import TopologyDriftError
 from pipeline.ops.management import ManagementNotFoundError, open_management
+from pipeline.ops.replicas import read_nodes, replica_drift
 from pipeline.settings import PipelineSettings
 from topology import QueueSpec, Topology
 
@@ -81,6 +82,9 @@ class Drift:
                     f"{self.name} (`rabbitmqctl {command} -p {vhost} {name}`)")
         if self.source == "missing":
             return "run `pipeline topology apply`"
+        if self.source == "members":
+            return ("add members on running nodes: `rabbitmq-queues grow <node> all` "
+                    "(or `rabbitmq-queues add_member`)")
         return (f"drain and delete {self.name}, then run `pipeline topology apply` "
                 "(the pipeline never deletes a queue itself)")
 
@@ -174,6 +178,7 @@ async def find_drift(settings: PipelineSettings, topology: Topology) -> list[Dri
         bindings = {(b["source"], b["destination"], b["routing_key"],
                      b.get("destination_type") == "exchange")
                     for b in await api.get(f"/bindings/{vhost}")}
+        nodes = await read_nodes(api)
     drifts: list[Drift] = []
     for exchange in topology.exchanges:
         found = exchanges.get(exchange.name)
@@ -184,6 +189,9 @@ async def find_drift(settings: PipelineSettings, topology: Topology) -> list[Dri
     for spec in topology.queues:
         drifts.extend(queue_argument_drift(spec, queues.get(spec.name)))
         drifts.extend(queue_policy_drift(spec, policies))
+    # Fewer members than declared: the queue was declared while nodes were down.
+    drifts.extend(Drift("queue", name, "replicas", declared, members, "members", False)
+                  for name, declared, members in replica_drift(topology, queues, nodes))
     for binding in topology.bindings:
         found = (binding.exchange, binding.queue, binding.pattern, binding.to_exchange)
         if found not in bindings:

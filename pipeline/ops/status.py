@@ -16,6 +16,8 @@ one of these, each with what to do (docs/operations.md):
                          its events wait in its queue until a probe succeeds
     delayed-unroutable   delayed events came due with no queue bound for their routing
                          key: they wait in the last delay level (docs/scheduling.md)
+    node-down, majority-lost, replicas-offline, replicas-missing
+                         a cluster node or a queue's replicas (``pipeline.ops.replicas``)
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
-from pipeline.errors import ConfigurationError
+from pipeline.errors import ConfigurationError, PipelineError
 from pipeline.ops.management import ManagementNotFoundError, open_management
+from pipeline.ops.replicas import ClusterState, read_cluster, read_nodes
 from pipeline.settings import PipelineSettings
 from topology import Topology, naming
 
@@ -43,7 +47,8 @@ class QueueState:
     in_rate: float = 0.0  # published into the queue
     out_rate: float = 0.0  # delivered to consumers (or fetched)
     ack_rate: float = 0.0
-    head_timestamp: float | None = None  # AMQP timestamp of the oldest message (classic only)
+    # AMQP timestamp of the oldest message (classic queues; the store's is peeked)
+    head_timestamp: float | None = None
     # Quorum queues: messages dead-lettered at-least-once but not yet taken by
     # any target (for the last delay level: due, and routed nowhere).
     dlx: int = 0
@@ -114,6 +119,8 @@ class StatusReport:
     flow_note: str | None = None
     # The delay levels that exist (docs/scheduling.md), lowest first.
     delays: tuple[QueueState, ...] = ()
+    # Leader and members of each replicated queue, and the cluster's nodes.
+    cluster: ClusterState | None = None
 
     @property
     def delayed(self) -> int:
@@ -152,8 +159,39 @@ async def read_status(
                 f"vhost {settings.vhost!r} does not exist on the broker; create it or fix "
                 "PIPELINE_AMQP_URL, then run `pipeline topology apply`"
             ) from None
+        nodes = await read_nodes(api)
+        store = listed.get(naming.DEAD_LETTER_STORE)
+        if store is not None and store.get("head_message_timestamp") is None:
+            listed[naming.DEAD_LETTER_STORE] = {
+                **store, "head_message_timestamp": await _peek_timestamp(api, store)}
     return build_report(settings.vhost, topology, listed, max_stored, paused=paused,
-                        tripped=tripped)
+                        tripped=tripped, nodes=nodes)
+
+
+
+async def _peek_timestamp(api: Any, store: Mapping[str, Any]) -> float | None:
+    """The AMQP timestamp of the store's oldest message, read by peeking at its head.
+
+    Only classic queues report ``head_message_timestamp``; the store is a
+    quorum queue, so status takes its head message and requeues it (the
+    management API's "get, requeue": a single message returns to the head).
+    None when the store is empty, the message has no timestamp, or this
+    user may not read the store.
+    """
+    if not int(store.get("messages_ready") or 0):
+        return None
+    path = f"/queues/{quote(str(store.get('vhost', api.vhost)), safe='')}/" \
+           f"{quote(naming.DEAD_LETTER_STORE, safe='')}/get"
+    try:
+        response = await api.request("POST", path, json={
+            "count": 1, "ackmode": "ack_requeue_true", "encoding": "auto", "truncate": 1})
+        taken = response.json()
+    except (PipelineError, ValueError, AttributeError):
+        return None
+    if not taken:
+        return None
+    stamp = (taken[0].get("properties") or {}).get("timestamp")
+    return float(stamp) if isinstance(stamp, int | float) else None
 
 
 def build_report(
@@ -164,6 +202,7 @@ def build_report(
     now: float | None = None,
     paused: Mapping[str, str] | None = None,
     tripped: Mapping[str, str] | None = None,
+    nodes: list[dict[str, Any]] | None = None,
 ) -> StatusReport:
     """The report for the broker's queue listing ``listed`` (name -> API object).
 
@@ -202,8 +241,11 @@ def build_report(
         delays=tuple(state(q.name) for q in topology.queues
                      if q.role == "delay" and q.name in listed),
     )
-    problems = _problems(report, declared, max_stored)
-    return replace(report, problems=problems)
+    cluster = read_cluster(topology, listed, nodes)
+    problems = _problems(report, declared, max_stored) + tuple(
+        Problem(code, where, message) for code, where, message in cluster.problems()
+    )
+    return replace(report, problems=problems, cluster=cluster)
 
 
 def _problems(report: StatusReport, declared: set[str], max_stored: int) -> tuple[Problem, ...]:
