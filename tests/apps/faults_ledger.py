@@ -13,6 +13,10 @@ app is built (``load_app`` calls ``app()``):
     FAULTS_FAIL_PREFIX    a key starting with this always raises TransientError
     FAULTS_PERMANENT_PREFIX  a key starting with this raises PermanentError
     FAULTS_HOLD_FLAG      handlers wait until this file exists before anything else
+    FAULTS_FAIL_ONCE_PREFIX  a key starting with this fails its first handling only
+    FAULTS_KILL_AFTER_COPY   a file: while it holds a number above 0, the process
+                          SIGKILLs itself after a failure copy was confirmed and
+                          before the original's ack (decrementing the number)
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ def build(
     fail_prefix: str | None = None,
     permanent_prefix: str | None = None,
     hold_flag: Path | None = None,
+    fail_once_prefix: str | None = None,
 ) -> App:
     """The ledger app with explicit knobs (in-process tests call this directly)."""
     ledger = Ledger(ledger_path)
@@ -61,6 +66,10 @@ def build(
             os.kill(os.getpid(), signal.SIGKILL)
         if fail_flag is not None and fail_flag.exists():
             raise TransientError(f"{event.key}: downstream unavailable (flag {fail_flag.name})")
+        if fail_once_prefix and event.key.startswith(fail_once_prefix) and not (
+                ledger.counts("failed")[event.key]):
+            ledger.record(event.key, "failed")
+            raise TransientError(f"{event.key}: fails the first time only")
         if fail_prefix and event.key.startswith(fail_prefix):
             raise TransientError(f"{event.key}: fails every time")
         if permanent_prefix and event.key.startswith(permanent_prefix):
@@ -73,8 +82,30 @@ def build(
     return App([consumer], events=[ItemRecorded])
 
 
+def _kill_after_copies(countdown: Path) -> None:
+    """SIGKILL between a confirmed failure copy and the original's ack, ``countdown`` times.
+
+    ``forward`` acks through ``pipeline.publish.outbound.acknowledge`` once the
+    copy is confirmed; wrapping it puts the crash exactly in that gap.
+    """
+    from pipeline.publish import outbound
+
+    plain_ack = outbound.acknowledge
+
+    async def acknowledge(message, queue):  # type: ignore[no-untyped-def]
+        left = int(countdown.read_text() or "0") if countdown.exists() else 0
+        if left > 0:
+            countdown.write_text(str(left - 1))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return await plain_ack(message, queue)
+
+    outbound.acknowledge = acknowledge  # type: ignore[assignment]
+
+
 def app() -> App:
     flag = os.environ.get("FAULTS_FAIL_FLAG")
+    if os.environ.get("FAULTS_KILL_AFTER_COPY"):
+        _kill_after_copies(Path(os.environ["FAULTS_KILL_AFTER_COPY"]))
     hold = os.environ.get("FAULTS_HOLD_FLAG")
     return build(
         os.environ["FAULTS_LEDGER"],
@@ -85,4 +116,5 @@ def app() -> App:
         fail_prefix=os.environ.get("FAULTS_FAIL_PREFIX") or None,
         permanent_prefix=os.environ.get("FAULTS_PERMANENT_PREFIX") or None,
         hold_flag=Path(hold) if hold else None,
+        fail_once_prefix=os.environ.get("FAULTS_FAIL_ONCE_PREFIX") or None,
     )

@@ -74,13 +74,17 @@ async def test_poison_that_kills_the_consumer_is_dead_lettered_and_no_other_even
     bystanders = {key: reason for key, reason in stored.items() if key != POISON}
     unhandled_bystanders = [key for key in bystanders if not handled[key]]
     tally = ledger.tally(k for k in keys if k != POISON)
+    lost = sum(1 for k in keys if k not in stored and not handled[k])  # counted, not assumed
     report(scenario=f"6 poison kills the consumer (prefetch {prefetch})",
            load=f"{EVENTS} events + 1 poison, delivery limit {DELIVERY_LIMIT}",
            faults=f"{crashes} crashes (SIGKILL on each delivery of the poison)",
-           lost=0, duplicated=tally.duplicated,
+           lost=lost, duplicated=tally.duplicated, bound=prefetch * crashes,
            notes=f"poison in store ({stored[POISON]}); innocent events dead-lettered beside it: "
                  f"{len(bystanders)} ({len(unhandled_bystanders)} never handled, all "
                  f"replayable); {clock.seconds:.0f}s")
     assert all(reason == h.DeadLetterReason.DELIVERY_LIMIT.value for reason in stored.values())
+    assert lost == 0
+    # Each crash redelivers what was in flight beside the poison, at most prefetch each.
+    assert tally.duplicated <= prefetch * crashes
     # Only events in flight with the poison can share its fate: at most prefetch - 1.
     assert len(bystanders) <= prefetch - 1
