@@ -64,7 +64,8 @@ class Account:
         wrong = []
         for key in self.keys:
             reason = expected_reason(key)
-            if (reason is None and not handled[key]) or (reason is not None and self.reasons.get(key) != {reason}):
+            stored_right = reason is not None and self.reasons.get(key) == {reason}
+            if not stored_right and not (reason is None and handled[key]):
                 wrong.append(key)
         return wrong
 
