@@ -13,6 +13,7 @@ from consumers.admin_notifier import NotifierSettings
 from pipeline import App, Consumer, PermanentError, Publisher, store
 from pipeline.consume.delivery import Outcome
 from pipeline.store import Selection
+from pipeline.store.scan import PAGE
 from tests.support.events import ThingHappened
 from tests.support.notifiers import RecordingNotifier
 from tests.support.recording import DeliveryRecorder
@@ -113,7 +114,7 @@ async def close_connection_named(broker, vhost: str, name: str) -> None:
     await eventually(closed, timeout=15, interval=0.5)
 
 
-async def test_a_replay_whose_connection_drops_midway_replays_each_event_at_most_once(
+async def test_a_replay_whose_connection_drops_midway_loses_nothing_and_sends_nothing_more(
     settings, broker, vhost, caplog
 ):
     # Given 8 dead letters of a stopped consumer
@@ -140,8 +141,8 @@ async def test_a_replay_whose_connection_drops_midway_replays_each_event_at_most
     await close_connection_named(broker, vhost, "tests.dead-letters")
     report = await asyncio.wait_for(task, 30)
 
-    # Then each event was reported once, the failed ones say why, and every event is
-    # in exactly one place: back in its queue (replayed) or in the store (not replayed)
+    # Then each event was reported once, the failed ones say why, and none is lost:
+    # back in its queue (replayed) or in the store (not replayed)
     replayed = {s.message_id for s in report.replayed}
     failed = {s.message_id for s, _ in report.failed}
     assert len(replayed) + len(failed) == 8
@@ -152,6 +153,11 @@ async def test_a_replay_whose_connection_drops_midway_replays_each_event_at_most
     back = await drain(settings, "pipeline.fixed", expect=len(replayed))
     still = await drain(settings, STORE, expect=len(failed))
     assert {m.message_id for m in back} == replayed
-    assert {m.message_id for m in still} == failed
+    assert failed <= {m.message_id for m in still}
+    # A pass acks the store originals of a page's replays when the page ends
+    # (pipeline/store/scan.py): those replayed before the drop may be in both places,
+    # at most a page of them, and only replayed ones (docs/dead-letters.md).
+    assert len({m.message_id for m in still} - failed) <= PAGE
+    assert {m.message_id for m in still} - failed <= replayed
     assert any("mid-replay" in r.getMessage() for r in caplog.records
                if r.name == "pipeline.store.replay")
