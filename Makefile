@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DURATION ?= 0
 
-.PHONY: run test test-faults test-browser test-store-paging console-screenshots test-all setup broker lint typecheck check bench bench-smoke clean
+.PHONY: run test test-faults test-browser test-volume console-screenshots test-all setup broker lint typecheck check bench bench-smoke clean
 
 $(BIN)/pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,15 +23,15 @@ run: setup broker
 
 ## The test suite against the real broker (each test in its own vhost); < 10 min.
 test: setup broker
-	$(BIN)/pytest -m "not faults and not browser and not paging"
+	$(BIN)/pytest -m "not faults and not browser and not volume"
 
 ## Fault injection on throwaway broker nodes (kill -9, alarms, closed connections, fuzzing).
 test-faults: setup broker
 	$(BIN)/pytest -m faults
 
-## The dead-letter store with 100 000 messages: every entry reached, order kept (minutes).
-test-store-paging: setup broker
-	$(BIN)/pytest -m paging -s
+## 100 000 stored dead letters read to the last; 10 000 migrated through a kill (minutes).
+test-volume: setup broker
+	$(BIN)/pytest -m volume -s
 
 ## The console in a real headless Chromium (Debian's chromium package; docs/console.md).
 test-browser: setup broker
@@ -42,7 +42,7 @@ console-screenshots: setup broker
 	CONSOLE_SCREENSHOTS=docs/images $(BIN)/pytest -m browser
 
 ## Everything CI runs.
-test-all: test test-faults test-browser test-store-paging
+test-all: test test-faults test-browser test-volume
 
 lint: setup
 	$(BIN)/ruff check pipeline topology consumers tests bench

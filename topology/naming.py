@@ -110,3 +110,8 @@ SCHEDULER_LEADER = f"{PREFIX}.scheduler.leader"
 # ("ledger" and "control" stay allowed: the ledger's and the control plane's
 # queues have a second word, so ``pipeline.ledger`` cannot collide with them.)
 RESERVED_NAMES = frozenset({"events", "dead-letter", "delay", "scheduler"})
+
+
+def migration_queue(queue: str) -> str:
+    """Where ``pipeline topology migrate`` holds a queue's messages while it is redeclared."""
+    return f"{queue}.migrating"

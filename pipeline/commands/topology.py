@@ -14,6 +14,7 @@ from pipeline.connection import connect
 from pipeline.declare import declare_topology
 from pipeline.exits import ExitCode
 from pipeline.ops.drift import find_drift
+from pipeline.ops.migration import migrate, plan_migration
 from pipeline.settings import PipelineSettings
 from topology import Topology
 
@@ -32,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check = actions.add_parser("check", help="compare broker arguments and policies with ours")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.set_defaults(run=run_check)
+    migrate = actions.add_parser(
+        "migrate", help="move the messages of queues whose arguments changed into the new ones")
+    migrate.add_argument("--dry-run", action="store_true", help="only say what would move")
+    migrate.set_defaults(run=run_migrate)
 
 
 def load_topology(settings: PipelineSettings) -> Topology:
@@ -152,3 +157,39 @@ def run_check(args: argparse.Namespace, settings: PipelineSettings) -> int:
     else:
         print(f"no drift: vhost {settings.vhost!r} matches the declared topology")
     return ExitCode.TOPOLOGY if drifts else ExitCode.OK
+
+
+def run_migrate(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    """Move messages from queues declared with old arguments into their new declaration.
+
+    Exit 0 when nothing is left to migrate (after a run, or already), 3/4 as
+    other commands when the broker cannot be reached or refuses.
+    """
+    topology = load_topology(settings)
+    plans = asyncio.run(plan_migration(settings, topology))
+    if not plans:
+        print(f"nothing to migrate: every queue on vhost {settings.vhost!r} has the declared "
+              "arguments")
+        return ExitCode.OK
+    print_table(
+        f"Queues to migrate on vhost {settings.vhost!r}", ["queue", "messages", "held", "changes"],
+        [(p.spec.name, str(p.messages), str(p.holding), "; ".join(p.differences) or "(resume)")
+         for p in plans],
+    )
+    if args.dry_run:
+        print("dry run: nothing moved (run without --dry-run to migrate)")
+        return ExitCode.OK
+
+    async def run() -> int:
+        connection = await connect(settings, f"{settings.service_name}.migrate")
+        try:
+            moved = await migrate(connection, topology, plans, settings.confirm_timeout_s,
+                                  progress=lambda line: print(line, flush=True))
+            await declare_topology(connection, topology)
+        finally:
+            await connection.close()
+        return moved
+
+    moved = asyncio.run(run())
+    print(f"migrated {len(plans)} queue(s), {moved} messages moved; topology applied")
+    return ExitCode.OK

@@ -4,7 +4,7 @@ The store is a quorum queue. Holding it unacked in one consumer stops at the
 prefetch (65 535 at most), so a store of 100 000 showed only its first
 65 535. A pass now opens one consumer per page and returns what it read in
 store order. The fast tests use a small page; the 100 000-message test is
-marked ``paging`` (``make test-store-paging``, not part of ``make test``).
+marked ``volume`` (``make test-volume``, not part of ``make test``).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ async def test_a_purge_deep_in_the_store_removes_only_the_selection_and_keeps_th
     assert await _order(settings) == [i for i in ids if i not in gone]
 
 
-@pytest.mark.paging
+@pytest.mark.volume
 @pytest.mark.timeout(1200)
 async def test_every_entry_of_a_store_of_100_000_is_reached_and_kept(
     settings: PipelineSettings,
