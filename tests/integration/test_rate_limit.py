@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import pytest
@@ -30,6 +29,7 @@ async def test_a_limited_consumer_starts_handlers_at_its_rate_and_leaves_the_res
     plan = plan_for(consumer, settings)
     assert plan.prefetch == 10  # one second's worth of the rate, not the 100 asked for
     async with running(settings, App([consumer]), plan):
+        before = time.monotonic()  # no delivery of these events can start earlier
         async with await Publisher.connect(settings) as publisher:
             await publisher.publish_many([ThingHappened(n=i) for i in range(EVENTS)])
         # While throttled, at most the (capped) prefetch waits in the worker; the rest
@@ -41,10 +41,10 @@ async def test_a_limited_consumer_starts_handlers_at_its_rate_and_leaves_the_res
             assert len(starts) == EVENTS
 
         await eventually(all_handled, timeout=15)
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    # 10/s: every start at least 100 ms after the one before (a little clock slack)
-    assert min(gaps) >= 0.095, gaps
-    assert starts[-1] - starts[0] >= (EVENTS - 1) * 0.095
+    # 10/s: the k-th start is never before its slot, k * 100 ms after the first could
+    # arrive (a slot only moves later under load, so this holds on a busy machine too)
+    for k, started in enumerate(starts):
+        assert started - before >= k * 0.1 - 0.001, (k, started - before)
 
 
 @pytest.mark.parametrize("rate", ["fast", "0/s", "10/d", -5])
