@@ -42,7 +42,9 @@ async def test_a_handler_past_its_time_limit_is_cancelled_and_retried_as_handler
         await eventually(handled_on_the_next_rung)
     # The first attempt was cancelled at its limit (not left to sleep 30 s)...
     assert len(cancelled) == 1
-    assert 0.3 <= cancelled[0] < 2.0
+    # (the limit's clock starts when the attempt is dispatched, a little before the
+    # handler's own first line runs, so the handler itself sees slightly under 0.3 s)
+    assert 0.25 <= cancelled[0] < 2.0
     # ...and the event came back from the first rung carrying the error's name
     attempt, last_error = seen[0]
     assert attempt == 2
