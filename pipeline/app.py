@@ -16,6 +16,8 @@ import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from pipeline.consume.consumer import Consumer
 from pipeline.consume.runtime import AppRuntime, Hook, LifespanFactory
 from pipeline.errors import ConfigurationError
@@ -79,6 +81,14 @@ class App:
                     f"schedule {schedule.name!r} publishes {schedule.event_type!r}, which is "
                     "no event type of this App: pass its model in App(events=[...])"
                 )
+            try:
+                self.events[schedule.event_type].model_validate(dict(schedule.data))
+            except ValidationError as exc:
+                raise ConfigurationError(
+                    f"schedule {schedule.name!r}: data does not fit {schedule.event_type!r}: "
+                    + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                for e in exc.errors())
+                ) from None
             self.schedules[schedule.name] = schedule
 
     @property

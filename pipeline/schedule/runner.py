@@ -20,6 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
+
+from pipeline.errors import PublishError
 from pipeline.events import Event
 from pipeline.publish.publisher import Publisher
 from pipeline.schedule.leader import Leadership
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 GRACE = timedelta(seconds=10)  # later than this, a tick counts as missed
 _EPSILON = timedelta(microseconds=1)
 MAX_SLEEP_S = 1.0  # wake at least this often: leadership may have changed
+RETRY_S = 5.0  # after a tick that was not published
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,21 @@ class Scheduler:
             if not self.leadership.is_leader.is_set():
                 await _first(stop.wait(), self.leadership.is_leader.wait())
                 continue
-            await self.fire_due(datetime.now(UTC))
+            try:
+                await self.fire_due(datetime.now(UTC))
+            except PublishError as exc:
+                # Unroutable (no consumer bound for the event type) or not
+                # confirmed: nothing was recorded, so the tick is tried again.
+                log.error("a schedule tick was not published (%s); trying again in %.0f s",
+                          exc, RETRY_S)
+                await _first(stop.wait(), asyncio.sleep(RETRY_S))
+                continue
+            except (AMQPError, ConnectionError, ChannelInvalidStateError) as exc:
+                # The channel went away mid-tick; leadership is lost with it
+                # (Leadership.lost) and the token tells the next leader where to go on.
+                log.warning("scheduler lost the broker mid-tick (%s: %s)", type(exc).__name__, exc)
+                await _first(stop.wait(), asyncio.sleep(MAX_SLEEP_S))
+                continue
             await _first(stop.wait(), asyncio.sleep(self._sleep_s()))
 
     async def fire_due(self, now: datetime) -> None:

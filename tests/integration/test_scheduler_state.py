@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,7 @@ from pipeline.schedule.runner import Scheduler
 from tests.apps.scheduled import TickHappened, app
 from tests.support.runtime import drain, open_connection
 from topology import apply_topology
+from topology.delay import delay_topology
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +66,21 @@ async def test_after_an_outage_the_next_leader_fires_missed_ticks_as_the_schedul
     await scheduler.fire_due(T0 + timedelta(minutes=10, seconds=6))
     await second.close()
     assert await drain(settings, "pipeline.ticker") == []
+
+
+async def test_an_unroutable_tick_is_logged_and_tried_again_not_recorded_as_fired(
+        settings, connection, caplog):
+    # Given no queue bound for the schedule's event type (no topology applied)
+    schedule = Schedule(TickHappened.event_type, every=timedelta(seconds=1),
+                        name="ticks.nowhere")
+    await apply_topology(connection, delay_topology([]))  # pipeline.events exists, unbound
+    own, leadership, scheduler = await replica(settings, schedule)
+    stop = asyncio.Event()
+    running = asyncio.create_task(scheduler.run(stop))
+    # When it runs for a moment
+    await asyncio.sleep(1.5)
+    stop.set()
+    await asyncio.wait_for(running, timeout=10)  # Then it did not crash ...
+    await own.close()
+    assert "a schedule tick was not published" in caplog.text
+    assert "ticks.nowhere" not in leadership.ticks  # ... and recorded nothing as fired

@@ -62,6 +62,9 @@ def test_bad_schedules_are_refused_when_declared():
         Schedule("things.thing.happened", cron="61 * * * *")
     with pytest.raises(ConfigurationError, match="no event type"):
         App([Consumer("c", ["other.#"])], schedules=[daily()])
+    with pytest.raises(ConfigurationError, match="data does not fit"):
+        App([], events=[ThingHappened], schedules=[
+            Schedule("things.thing.happened", every=timedelta(minutes=1), data={"n": "x"})])
     consumer = Consumer("c", ["things.#"])
 
     @consumer.handler
