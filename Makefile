@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DURATION ?= 0
 
-.PHONY: run test test-faults test-browser test-volume console-screenshots test-all setup broker lint typecheck check bench bench-smoke clean
+.PHONY: run test test-faults test-browser test-volume test-cluster console-screenshots test-all setup broker lint typecheck check bench bench-smoke clean
 
 $(BIN)/pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,15 @@ run: setup broker
 
 ## The test suite against the real broker (each test in its own vhost); < 10 min.
 test: setup broker
-	$(BIN)/pytest -m "not faults and not browser and not volume"
+	$(BIN)/pytest -m "not faults and not browser and not volume and not cluster"
 
 ## Fault injection on throwaway broker nodes (kill -9, alarms, closed connections, fuzzing).
 test-faults: setup broker
 	$(BIN)/pytest -m faults
+
+## A three-node throwaway cluster: the leader of a consumer queue killed under load.
+test-cluster: setup broker
+	$(BIN)/pytest -m cluster
 
 ## 100 000 stored dead letters read to the last; 10 000 migrated through a kill (minutes).
 test-volume: setup broker
@@ -42,7 +46,7 @@ console-screenshots: setup broker
 	CONSOLE_SCREENSHOTS=docs/images $(BIN)/pytest -m browser
 
 ## Everything CI runs.
-test-all: test test-faults test-browser test-volume
+test-all: test test-faults test-browser test-volume test-cluster
 
 lint: setup
 	$(BIN)/ruff check pipeline topology consumers tests bench

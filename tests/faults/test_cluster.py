@@ -1,0 +1,123 @@
+"""A three-node cluster: the node leading a consumer's queue is killed -9 under load.
+
+Publishers and a consumer process get all three nodes in PIPELINE_AMQP_URL.
+The queue's leader node dies: its replicas elect a new leader, the consumer
+and the publisher move to a surviving node, nothing confirmed is lost, and
+`status` names the node that is down. Marked ``cluster`` (``make test-cluster``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+
+from pipeline import Publisher
+from pipeline.ops.status import read_status
+from tests.apps.faults_ledger import CONSUMER
+from tests.conftest import settings_for
+from tests.faults.cluster import Cluster, three_node_cluster
+from tests.faults.harness import PublishResult, build, declare, non_publish_errors, publish_keys
+from tests.support.waiting import eventually
+from topology import naming
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(480)]
+
+BATCH = 25
+BEFORE = 1_000  # confirmed events before the kill
+AFTER = 1_000  # confirmed events after it
+DUPLICATE_BOUND = 200  # the consumer's prefetch window (20) many times over; reported
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with three_node_cluster() as nodes:
+        yield nodes
+
+
+async def test_killing_the_leader_of_a_consumer_queue_loses_nothing_and_everyone_follows(
+    cluster: Cluster, ledger, ledger_path, consumers, report, caplog
+):
+    caplog.set_level(logging.WARNING, logger="pipeline.connection_watch")
+    vhost = "cluster-leader-killed"
+    with cluster.api() as api:
+        api.put(f"/vhosts/{vhost}").raise_for_status()
+        api.put(f"/permissions/{vhost}/guest",
+                json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    setup = settings_for(cluster.amqp_url_for(vhost), management_url=cluster.management_url,
+                         app=None)
+    await declare(setup, ledger_path)
+    queue = naming.consumer_queue(CONSUMER)
+
+    # Given every replicated queue on three nodes, and a publisher and a consumer
+    # connected to the node that leads the consumer's queue (listed first)
+    async def listed_with_members() -> dict:
+        with cluster.api() as api:
+            found = api.get(f"/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}").json()
+        assert len(found.get("members") or []) == 3
+        return found
+
+    listed = await eventually(listed_with_members, timeout=30, interval=0.5)
+    leader = cluster.by_name(listed["leader"])
+    order = [leader, *(n for n in cluster.nodes if n is not leader)]
+    settings = settings_for(",".join(f"{n.url}{vhost}" for n in order),
+                            management_url=",".join(n.management_url for n in order),
+                            reconnect_interval_s=0.5, confirm_timeout_s=10.0,
+                            connect_timeout_s=30.0, app=None)
+    consumer = await consumers.start(settings, ledger_path, prefetch=20).consuming()
+
+    published = PublishResult()
+    stop = asyncio.Event()
+
+    async def publish_steadily(publisher: Publisher) -> None:
+        batch = 0
+        while not stop.is_set():
+            result = await publish_keys(publisher, [f"c-{batch:05d}-{i:02d}" for i in range(BATCH)])
+            published.add(result)
+            batch += 1
+            await asyncio.sleep(0.02 if result.confirmed else 0.25)
+
+    async def confirmed(at_least: int) -> None:
+        assert len(published.confirmed) >= at_least
+
+    async with await Publisher.connect(settings) as publisher:
+        publishing = asyncio.create_task(publish_steadily(publisher))
+        try:
+            await eventually(lambda: confirmed(BEFORE), timeout=120)
+            # When the node leading the consumer's queue is killed -9
+            await asyncio.to_thread(leader.kill9)
+            killed_at, started = len(published.confirmed), time.monotonic()
+            await eventually(lambda: confirmed(killed_at + AFTER), timeout=120, interval=0.2)
+            resumed_s = time.monotonic() - started
+        finally:
+            stop.set()
+            await publishing
+
+    # Then every confirmed event is handled: the consumer followed the new leader
+    assert not non_publish_errors(published), list(non_publish_errors(published).items())[:3]
+
+    async def all_handled() -> None:
+        assert ledger.tally(published.confirmed).lost == 0
+
+    await eventually(all_handled, timeout=120, interval=0.5)
+    tally = ledger.tally(published.confirmed)
+    assert tally.duplicated <= DUPLICATE_BOUND
+    assert consumer.alive
+    # ...the publisher said it lost the dead node and came back on another one
+    ours = [r.getMessage() for r in caplog.records if r.name == "pipeline.connection_watch"]
+    assert any(" lost (" in line and f":{leader.amqp_port} " in line for line in ours), ours
+    assert any("restored" in line for line in ours), ours
+    # ...and status names the node that is down and the queues missing a member
+    status = await read_status(settings, build(ledger_path).topology(settings.ladder, 20))
+    codes = {(p.code, p.queue) for p in status.problems}
+    assert ("node-down", leader.node) in codes
+    assert ("replicas-offline", queue) in codes
+    assert not any(code == "majority-lost" for code, _ in codes)
+    report(scenario="cluster: leader node of the consumer queue killed -9",
+           load=f"{len(published.confirmed)} confirmed", faults="1 node of 3",
+           lost=tally.lost, duplicated=tally.duplicated, bound=DUPLICATE_BOUND,
+           notes=f"{AFTER} more confirmed {resumed_s:.1f}s after the kill")
