@@ -63,7 +63,8 @@ class DemoProducer:
     """Publishes ``rate`` events per second through ``publisher`` until ``stop`` is set."""
 
     def __init__(
-        self, publisher: Publisher, models: OrderModels, rate: float, run_tag: str, source: str
+        self, publisher: Publisher, models: OrderModels, rate: float, run_tag: str, source: str,
+        delays: bool = True,
     ) -> None:
         if rate <= 0:
             raise ConfigurationError(f"--rate must be above 0 events/s, not {rate:g}")
@@ -73,6 +74,7 @@ class DemoProducer:
         self._interval_s = 1.0 / rate
         self._run_tag = run_tag
         self._source = source
+        self._delays = delays  # publish every 12th plain order with a delay
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop``; a publish that is not confirmed is counted and logged."""
@@ -102,7 +104,7 @@ class DemoProducer:
             else:
                 data = scenario.placed_data(self._run_tag, n, kind)
                 express = scenario.is_express(n)
-                delayed = scenario.is_delayed(n)
+                delayed = self._delays and scenario.is_delayed(n)
                 await self._publisher.publish(self._models.placed.model_validate(data),
                                               priority="express" if express else "standard",
                                               delay=scenario.DELAY if delayed else None)

@@ -144,6 +144,8 @@ async def run_demo(settings: PipelineSettings, options: DemoOptions, console: Co
             producer = DemoProducer(
                 Publisher(channel, settings), models, options.rate, uuid.uuid4().hex[:4],
                 settings.service_name,
+                # memory:// has no delay levels (docs/scheduling.md): no delayed orders there.
+                delays=not settings.is_memory,
             )
             async with open_management(settings) as api:
                 await api.overview()  # a clear error now if the management API is off
