@@ -45,7 +45,14 @@ from pipeline.consume.worker import Worker
 from pipeline.ledger.worker import ledger_plan
 from pipeline.ledger.writer import BatchWriter
 from pipeline.publish.outbound import ExchangeCache
-from topology import Subscription, Topology, apply_topology, build_topology, naming
+from topology import (
+    Subscription,
+    Topology,
+    apply_topology,
+    build_topology,
+    naming,
+    replicated,
+)
 from topology.ledger import control_topology, ledger_topology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,7 +165,8 @@ async def consume_on_off(bench: Bench, directory: Path) -> Result:
 async def publish_on_off(bench: Bench) -> Result:
     subscriptions = [build_sub(ON), build_sub(OFF)]
     topology = build_topology(subscriptions, bench.settings().ladder, 20)
-    topology = topology.merged(control_topology()).merged(ledger_topology(subscriptions[:1]))
+    topology = replicated(
+        topology.merged(control_topology()).merged(ledger_topology(subscriptions[:1])))
     await _apply(bench, topology)
     count, size = bench.scale.publish_batch, bench.scale.batch_size
     spent = {ON: [], OFF: []}  # type: dict[str, list[Sample]]
