@@ -70,7 +70,9 @@ async def test_a_failing_event_climbs_every_rung_then_lands_in_the_store_unchang
     assert headers[h.LAST_ERROR] == "TransientError: thing 1 is not ready"
     assert "TransientError" in headers[h.TRACEBACK]
     assert headers[h.FIRST_FAILED_AT] < headers[h.LAST_FAILED_AT] <= headers[h.DEAD_LETTERED_AT]
-    assert not [name for name in headers if name.startswith("x-")]
+    # (a quorum queue, the store adds x-delivery-count to a delivery it had handed out
+    # before; it is not part of the stored copy)
+    assert not [name for name in headers if name.startswith("x-") and name != "x-delivery-count"]
     # and the admin notifier's queue got its copy too
     assert (await queue_state(settings, "pipeline.admin-notifier"))[0] == 1
     for rung in ("100ms", "200ms", "300ms"):

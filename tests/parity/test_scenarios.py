@@ -171,7 +171,9 @@ async def test_exhausted_retries_land_in_the_store_and_reach_the_notifier(settin
     assert (headers[h.ORIGIN_QUEUE], headers[h.ORIGIN_ROUTING_KEY]) == (
         "pipeline.doomed", "things.thing.happened")
     assert headers[h.LAST_ERROR] == "TransientError: thing 7 is not ready"
-    assert not [name for name in headers if name.startswith("x-")]
+    # (a quorum queue, the store adds x-delivery-count to a delivery it had handed out
+    # before; it is not part of the stored copy)
+    assert not [name for name in headers if name.startswith("x-") and name != "x-delivery-count"]
     assert (await queue_state(settings, "pipeline.admin-notifier"))[0] == 1
     for rung in ("100ms", "200ms", "300ms"):
         assert (await queue_state(settings, f"pipeline.doomed.retry.{rung}"))[0] == 0
