@@ -6,6 +6,8 @@ container differs from this machine: the hosts ``rabbitmq`` and ``jaeger``
 become 127.0.0.1 (the local broker, and a local stand-in for Jaeger's OTLP
 receiver), the vhost becomes the test's own, the credentials are the test
 broker's (as a .env would give them) and each health port is a free one.
+Of the node lists (rabbitmq, rabbitmq-2, rabbitmq-3) only node 1 is kept:
+this machine runs one node, as compose does without ``--profile cluster``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class Services:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "OTEL_"))}
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         for key, value in service_env.items():
+            if key in ("PIPELINE_AMQP_URL", "PIPELINE_MANAGEMENT_URL"):
+                value = value.split(",")[0]
             if key == "PIPELINE_AMQP_URL":
                 value = _rehost(value, self._broker.amqp_url, "/" + quote(self._vhost, safe=""))
             elif key == "PIPELINE_MANAGEMENT_URL":

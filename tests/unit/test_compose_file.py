@@ -222,7 +222,7 @@ def test_rabbitmq_imports_the_user_from_env_and_then_the_exported_topology(docum
     conf = (ROOT / "deploy/rabbitmq.conf").read_text()
     [path] = re.findall(r"^definitions\.local\.path\s*=\s*(\S+)", conf, re.M)
     mounts = compose.bind_mounts(rabbitmq)
-    [config] = rabbitmq["configs"]
+    [config] = [c for c in rabbitmq["configs"] if c["source"] == "rabbitmq-user"]
     user_file = config["target"]
     topology_file = next(t for t, s in mounts.items() if s.name == "definitions.json")
 
@@ -333,3 +333,73 @@ def test_services_log_in_as_their_own_role_and_only_users_apply_is_the_administr
         assert passwords[role] == example[var], role
     assert services["topology"]["depends_on"]["users"]["condition"] == (
         "service_completed_successfully")
+
+
+NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
+
+
+def test_the_cluster_profile_adds_two_nodes_that_find_node_1_by_config(document):
+    services = document["services"]
+    conf = (ROOT / "deploy/rabbitmq-cluster.conf").read_text()
+    listed = re.findall(r"^cluster_formation\.classic_config\.nodes\.\d+\s*=\s*(\S+)$",
+                        conf, re.M)
+
+    assert re.search(r"^cluster_formation\.peer_discovery_backend\s*=\s*classic_config$",
+                     conf, re.M)
+    # The node names discovery looks for are the services' node names (rabbit@hostname).
+    assert listed == [f"rabbit@{services[name]['hostname']}" for name in NODES]
+    assert [services[name].get("profiles") for name in NODES] == [None, ["cluster"], ["cluster"]]
+    # Without the profile node 1 runs alone and discovers nothing.
+    assert "/etc/rabbitmq/conf.d/30-cluster.conf" not in compose.bind_mounts(services["rabbitmq"])
+    for name in NODES[1:]:
+        node = services[name]
+        mounts = compose.bind_mounts(node)
+        assert mounts["/etc/rabbitmq/conf.d/30-cluster.conf"] == ROOT / "deploy/rabbitmq-cluster.conf"
+        assert {t: s for t, s in compose.bind_mounts(services["rabbitmq"]).items()}.items() <= (
+            mounts.items()), f"{name}: not the same settings and definitions as node 1"
+        assert node["image"] == services["rabbitmq"]["image"]
+        assert node["healthcheck"] == services["rabbitmq"]["healthcheck"]
+        assert "ports" not in node  # reached on compose's network by the node list
+    # Joined one at a time, node 1 first: 2 and 3 cannot form a cluster of their own.
+    assert services["rabbitmq-2"]["depends_on"] == {"rabbitmq": {"condition": "service_healthy"}}
+    assert services["rabbitmq-3"]["depends_on"] == {
+        "rabbitmq-2": {"condition": "service_healthy"}}
+    # Each node keeps its own data.
+    data = [next(v for v in services[n]["volumes"] if v.endswith(":/var/lib/rabbitmq"))
+            for n in NODES]
+    assert len(set(data)) == 3
+    assert {v.split(":")[0] for v in data} <= set(document["volumes"])
+
+
+def test_every_node_has_the_erlang_cookie_from_the_environment(document):
+    raw = compose.load_raw()
+    assert compose.variables_used(compose.COMPOSE_FILE.read_text())[
+        "RABBITMQ_ERLANG_COOKIE"] == ":?"
+    assert raw["configs"]["erlang-cookie"]["content"].startswith("${RABBITMQ_ERLANG_COOKIE:?")
+    cookie = compose.read_env_file()["RABBITMQ_ERLANG_COOKIE"]
+    assert document["configs"]["erlang-cookie"]["content"] == cookie
+    for name in NODES:
+        [mount] = [c for c in document["services"][name]["configs"]
+                   if c["source"] == "erlang-cookie"]
+        # Erlang refuses a cookie file others can read; the image runs as uid 999.
+        assert mount == {"source": "erlang-cookie", "target": "/var/lib/rabbitmq/.erlang.cookie",
+                         "uid": "999", "gid": "999", "mode": 0o400}, name
+
+
+def test_every_service_of_ours_is_given_all_three_nodes(document, monkeypatch):
+    for name, service in compose.our_services(document).items():
+        settings = _settings_from(compose.environment_of(service), monkeypatch)
+        amqp = [re.match(r"amqps?://[^@]*@([^:/]+)", u).group(1) for u in settings.amqp_urls]
+        http = [re.match(r"https?://[^@]*@([^:/]+)", u).group(1)
+                for u in settings.management_urls]
+        assert amqp == list(NODES), name
+        assert http == list(NODES), name
+        # The first node answers when the profile is off (the others do not resolve).
+        assert settings.amqp_urls[0].endswith("@rabbitmq:5672/"), name
+
+
+def test_the_topology_is_applied_after_the_last_node_joined_when_the_profile_runs(document):
+    depends = document["services"]["topology"]["depends_on"]
+
+    assert depends["rabbitmq-3"] == {"condition": "service_healthy", "required": False}
+    assert depends["rabbitmq"]["condition"] == "service_healthy"
