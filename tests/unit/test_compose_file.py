@@ -354,9 +354,10 @@ def test_the_cluster_profile_adds_two_nodes_that_find_node_1_by_config(document)
     for name in NODES[1:]:
         node = services[name]
         mounts = compose.bind_mounts(node)
-        assert mounts["/etc/rabbitmq/conf.d/30-cluster.conf"] == ROOT / "deploy/rabbitmq-cluster.conf"
-        assert {t: s for t, s in compose.bind_mounts(services["rabbitmq"]).items()}.items() <= (
-            mounts.items()), f"{name}: not the same settings and definitions as node 1"
+        cluster_conf = mounts["/etc/rabbitmq/conf.d/30-cluster.conf"]
+        assert cluster_conf == ROOT / "deploy/rabbitmq-cluster.conf"
+        assert compose.bind_mounts(services["rabbitmq"]).items() <= mounts.items(), (
+            f"{name}: not the same settings and definitions as node 1")
         assert node["image"] == services["rabbitmq"]["image"]
         assert node["healthcheck"] == services["rabbitmq"]["healthcheck"]
         assert "ports" not in node  # reached on compose's network by the node list
