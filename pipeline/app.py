@@ -25,6 +25,7 @@ from pipeline.events import Event
 from topology import DEFAULT_REPLICAS, RetryLadder, Topology, build_topology, replicated
 from topology.delay import delay_topology
 from topology.ledger import control_topology, ledger_topology
+from topology.scheduler import scheduler_topology
 
 if TYPE_CHECKING:
     from pipeline.consume.protocols import ConsumeMiddleware, PlanFactory
@@ -117,6 +118,8 @@ class App:
         topology = topology.merged(control_topology()).merged(delay_topology(subscriptions))
         if ledger:
             topology = topology.merged(ledger_topology(subscriptions))
+        if self.schedules:
+            topology = topology.merged(scheduler_topology())
         return replicated(topology, replicas)
 
 

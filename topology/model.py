@@ -10,7 +10,7 @@ from typing import Literal
 ExchangeType = Literal["topic", "direct", "fanout", "headers"]
 QueueRole = Literal[
     "consumer", "express", "retry", "dead-letter-store", "notifier", "parked", "ledger",
-    "control", "delay"
+    "control", "delay", "scheduler"
 ]
 ArgumentValue = str | int | bool
 

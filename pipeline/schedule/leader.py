@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,15 +26,18 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from pipeline.publish.outbound import PERSISTENT
-from topology import naming
+from topology import DEFAULT_REPLICAS, naming, replicated
+from topology.scheduler import scheduler_topology
 
 log = logging.getLogger(__name__)
 
 TOKENS_PREFETCH = 10  # a leader takes every waiting token at once and merges them
 
 
-def leader_queue_arguments() -> dict[str, Any]:
-    return {"x-queue-type": "quorum", "x-single-active-consumer": True}
+def leader_queue_arguments(replicas: int = DEFAULT_REPLICAS) -> Mapping[str, Any]:
+    """The leader queue's arguments as `topology apply` declares them (``topology.scheduler``)."""
+    [queue] = replicated(scheduler_topology(), replicas).queues
+    return queue.arguments
 
 
 def _read(body: bytes) -> dict[str, datetime]:
@@ -48,8 +52,11 @@ def _read(body: bytes) -> dict[str, datetime]:
 class Leadership:
     """Whether this replica leads, and the schedules' last ticks while it does."""
 
-    def __init__(self, channel: AbstractChannel) -> None:
+    def __init__(self, channel: AbstractChannel, replicas: int = DEFAULT_REPLICAS) -> None:
         self._channel = channel
+        # Replicated like every other quorum queue (PIPELINE_QUEUE_REPLICAS), or the
+        # broker refuses the declaration of a queue `topology apply` declared.
+        self._replicas = replicas
         self._held: list[AbstractIncomingMessage] = []
         self.ticks: dict[str, datetime] = {}
         self.is_leader = asyncio.Event()
@@ -59,7 +66,8 @@ class Leadership:
         """Declare the queue, make sure a token exists, and start consuming."""
         await self._channel.set_qos(prefetch_count=TOKENS_PREFETCH)
         self._queue = await self._channel.declare_queue(
-            naming.SCHEDULER_LEADER, durable=True, arguments=leader_queue_arguments()
+            naming.SCHEDULER_LEADER, durable=True,
+            arguments=dict(leader_queue_arguments(self._replicas)),
         )
         if self._queue.declaration_result.message_count == 0:
             # Perhaps the leader holds the only token; a second one just

@@ -58,7 +58,8 @@ async def _run(settings: PipelineSettings, app: App) -> ExitCode:
         await declare_topology(
             connection, replicated(delay_topology(subscriptions), settings.queue_replicas)
         )
-        leadership = Leadership(await connection.channel(publisher_confirms=True))
+        leadership = Leadership(await connection.channel(publisher_confirms=True),
+                                settings.queue_replicas)
         connection.close_callbacks.add(leadership.lost)
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         scheduler = Scheduler(list(app.schedules.values()), app.events,
