@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
 from pipeline import App, Consumer, Ledger, PermanentError, Publisher, State
 from pipeline.exits import ExitCode
 from pipeline.ledger.worker import ledger_plan
+from tests.support.children import run_pipeline
 from tests.support.events import ThingHappened
 from tests.support.runtime import running
 from tests.support.waiting import eventually
@@ -20,24 +18,8 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def ledger_settings(settings, tmp_path):
-    return settings.model_copy(update={
-        "ledger_url": f"sqlite:///{tmp_path / 'ledger.db'}", "ledger_flush_ms": 20,
-    })
-
-
 async def pipeline(settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    env.update({
-        "PIPELINE_AMQP_URL": settings.amqp_url.get_secret_value(),
-        "PIPELINE_LEDGER_URL": settings.ledger_url,
-        "PIPELINE_APP": "consumers.registry:app",
-    })
-    return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "pipeline", *args], env=env,
-        capture_output=True, text=True, timeout=60,
-    )
+    return await run_pipeline(settings, "consumers.registry:app", *args)
 
 
 def billing_app(handled: list[int], broken: set[int]) -> tuple[App, Consumer]:

@@ -40,6 +40,15 @@ def child_env(settings: PipelineSettings, **extra: str) -> dict[str, str]:
     return env
 
 
+async def run_pipeline(settings: PipelineSettings, app: str,
+                       *args: str) -> subprocess.CompletedProcess[str]:
+    """``pipeline ARGS`` in a child with ``settings`` and ``PIPELINE_APP=app``, to its end."""
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "pipeline", *args],
+        env=child_env(settings, PIPELINE_APP=app), capture_output=True, text=True, timeout=60,
+    )
+
+
 @dataclass
 class Child:
     popen: subprocess.Popen[bytes]
