@@ -12,10 +12,8 @@ that a publisher keeps full as fast as it can (far above the demo's 5/s).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import statistics
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -25,10 +23,9 @@ from bench.harness import (
     Bench,
     BenchHappened,
     Tally,
+    background_load,
     bench_event,
     declare,
-    our_worker,
-    purge,
 )
 from bench.raw import raw_channel
 from bench.results import Result, Target
@@ -49,30 +46,6 @@ def _consumer(name: str = NAME) -> Consumer:
         pass
 
     return consumer
-
-
-@contextlib.asynccontextmanager
-async def _load(bench: Bench) -> AsyncIterator[None]:
-    """Another worker in this process, kept busy by a publisher as fast as it drains."""
-    settings = bench.settings()
-    stop = asyncio.Event()
-
-    async def pump(publisher: Publisher) -> None:
-        n = 0
-        while not stop.is_set():
-            await publisher.publish_many((bench_event(n + i), f"{LOAD}.x") for i in range(100))
-            n += 100
-
-    async with our_worker(settings, _consumer(LOAD)) as (worker, _):
-        await worker.start(100)
-        async with await Publisher.connect(settings, "bench.delay-load") as publisher:
-            task = asyncio.create_task(pump(publisher))
-            try:
-                yield
-            finally:
-                stop.set()
-                await task
-    await purge(bench.amqp_url, naming.consumer_queue(LOAD))
 
 
 async def _lateness(bench: Bench, count: int) -> list[float]:
@@ -109,7 +82,7 @@ async def run(bench: Bench) -> list[Result]:
         if label == "idle":
             lateness = await asyncio.wait_for(_lateness(bench, count), timeout=120)
         else:
-            async with _load(bench):
+            async with background_load(bench, _consumer(LOAD), f"{LOAD}.x"):
                 lateness = await asyncio.wait_for(_lateness(bench, count), timeout=120)
         p99 = statistics.quantiles(lateness, n=100, method="inclusive")[98]
         note = (f"{count} events, delays 1.0-2.9 s; median {statistics.median(lateness):.3f} s, "

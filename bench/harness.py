@@ -15,7 +15,7 @@ from aio_pika.abc import AbstractChannel
 from bench.broker import BrokerTarget
 from bench.raw import NOTE, raw_channel
 from bench.results import Sample
-from pipeline import App, Consumer, Event, PipelineSettings, envelope
+from pipeline import App, Consumer, Event, PipelineSettings, Publisher, envelope
 from pipeline.connection import connect
 from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.consume.middleware import CallNext, ConsumeMiddleware
@@ -166,6 +166,37 @@ async def our_worker(
         for service in reversed(started):
             await service.stop()
         await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def background_load(bench: Bench, consumer: Consumer, routing_key: str | None = None,
+                          prefetch: int = 100) -> AsyncIterator[None]:
+    """Keep ``consumer``'s worker in this process busy: publish as fast as it drains.
+
+    For the cases measured "under load": the timing under test shares the event loop and
+    the broker with a steady flow. ``routing_key`` None publishes with the events' own key.
+    """
+    settings = bench.settings()
+    stop = asyncio.Event()
+
+    async def pump(publisher: Publisher) -> None:
+        n = 0
+        while not stop.is_set():
+            batch = [bench_event(n + i) for i in range(100)]
+            await publisher.publish_many(
+                batch if routing_key is None else [(event, routing_key) for event in batch])
+            n += 100
+
+    async with our_worker(settings, consumer) as (worker, _):
+        await worker.start(prefetch)
+        async with await Publisher.connect(settings, f"bench.load.{consumer.name}") as publisher:
+            task = asyncio.create_task(pump(publisher))
+            try:
+                yield
+            finally:
+                stop.set()
+                await task
+    await purge(bench.amqp_url, consumer.queue)
 
 
 def envelope_messages(numbers: Iterable[int]) -> list[aio_pika.Message]:

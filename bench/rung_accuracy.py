@@ -17,11 +17,10 @@ burst once it comes back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
@@ -31,15 +30,14 @@ from bench.harness import (
     Bench,
     BenchHappened,
     Tally,
-    bench_event,
+    background_load,
     declare,
     envelope_messages,
     our_worker,
-    purge,
 )
 from bench.raw import raw_channel
 from bench.results import Result, Target, interleave
-from pipeline import Consumer, Publisher
+from pipeline import Consumer
 from pipeline import headers as h
 from pipeline.consume.delivery import Delivery, Outcome
 from pipeline.consume.middleware import CallNext
@@ -76,30 +74,6 @@ async def _publish_burst(bench: Bench, count: int) -> dict[str, float]:
 
         await asyncio.gather(*(one(m) for m in messages))
     return confirmed
-
-
-@contextlib.asynccontextmanager
-async def _load(bench: Bench) -> AsyncIterator[None]:
-    """Keep another worker in this process busy: publish as fast as it drains."""
-    settings = bench.settings()
-    stop = asyncio.Event()
-
-    async def pump(publisher: Publisher) -> None:
-        n = 0
-        while not stop.is_set():
-            await publisher.publish_many(bench_event(n + i) for i in range(100))
-            n += 100
-
-    async with our_worker(settings, _consumer(LOAD)) as (worker, _):
-        await worker.start(PREFETCH)
-        async with await Publisher.connect(settings, "bench.load") as publisher:
-            task = asyncio.create_task(pump(publisher))
-            try:
-                yield
-            finally:
-                stop.set()
-                await task
-    await purge(bench.amqp_url, naming.consumer_queue(LOAD))
 
 
 async def _ours(bench: Bench, count: int) -> list[float]:
@@ -163,7 +137,7 @@ async def _compare(bench: Bench, loaded: bool) -> tuple[list[Stats3], list[Stats
     async def side(burst: Callable[[Bench, int], Awaitable[list[float]]]) -> Stats3:
         if not loaded:
             return _stats(await burst(bench, count))
-        async with _load(bench):
+        async with background_load(bench, _consumer(LOAD), prefetch=PREFETCH):
             return _stats(await burst(bench, count))
 
     return await interleave(bench.scale.rung_reps, lambda: side(_ours), lambda: side(_raw))
