@@ -8,13 +8,15 @@ timings: /work/shared/notes/broker-node.md ("A three-node cluster").
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 
-from tests.faults.node import ThrowawayBroker, reap_stale_nodes
+from tests.faults.node import BIN, NodeError, ThrowawayBroker, reap_stale_nodes
 
 
 @dataclass
@@ -39,10 +41,33 @@ class Cluster:
     def running(self) -> ThrowawayBroker:
         return next(node for node in self.nodes if node.pid is not None)
 
+    def restart_stopped(self) -> None:
+        """Start again every node an earlier test killed (on its own data directory)."""
+        for node in self.nodes:
+            if node.pid is None:
+                node.restart()
+
     def api(self) -> httpx.Client:
         node = self.running()
         return httpx.Client(base_url=f"http://127.0.0.1:{node.http_port}/api",
                             auth=("guest", "guest"), timeout=10)
+
+
+def quorum_status(node: ThrowawayBroker, queue: str, vhost: str) -> dict[str, dict]:
+    """``rabbitmq-queues quorum_status``, asked on ``node``: member node name -> its Raft facts.
+
+    Each member's ``Log Index`` / ``Commit Index`` say how far its copy of the
+    queue's log goes: a member that caught up has the leader's.
+    """
+    result = subprocess.run(
+        [str(BIN / "rabbitmq-queues"), "-q", "-n", node.node, "quorum_status", queue,
+         "--vhost", vhost, "--formatter", "json"],
+        env=node.env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    if result.returncode != 0:
+        raise NodeError(f"quorum_status {queue} exited {result.returncode}: "
+                        f"{result.stderr.strip() or result.stdout.strip()}")
+    return {row["Node Name"]: row for row in json.loads(result.stdout)}
 
 
 def _share_cookie(nodes: tuple[ThrowawayBroker, ...]) -> None:

@@ -20,7 +20,7 @@ from pipeline import Publisher
 from pipeline.ops.status import read_status
 from tests.apps.faults_ledger import CONSUMER
 from tests.conftest import settings_for
-from tests.faults.cluster import Cluster, three_node_cluster
+from tests.faults.cluster import Cluster, quorum_status, three_node_cluster
 from tests.faults.harness import PublishResult, build, declare, non_publish_errors, publish_keys
 from tests.support.waiting import eventually
 from topology import naming
@@ -121,3 +121,182 @@ async def test_killing_the_leader_of_a_consumer_queue_loses_nothing_and_everyone
            load=f"{len(published.confirmed)} confirmed", faults="1 node of 3",
            lost=tally.lost, duplicated=tally.duplicated, bound=DUPLICATE_BOUND,
            notes=f"{AFTER} more confirmed {resumed_s:.1f}s after the kill")
+
+
+def _vhost(cluster: Cluster, vhost: str) -> None:
+    with cluster.api() as api:
+        api.put(f"/vhosts/{vhost}").raise_for_status()
+        api.put(f"/permissions/{vhost}/guest",
+                json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+
+
+async def _replicated_on_three(cluster: Cluster, vhost: str, queue: str) -> dict:
+    async def listed() -> dict:
+        with cluster.api() as api:
+            found = api.get(f"/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}").json()
+        assert len(found.get("members") or []) == 3
+        assert len(found.get("online") or []) == 3
+        return found
+
+    return await eventually(listed, timeout=60, interval=0.5)
+
+
+async def _publish_until(publisher: Publisher, published: PublishResult, prefix: str,
+                         at_least: int) -> None:
+    """Publish batches of ``BATCH`` until ``at_least`` more events were confirmed."""
+    target, batch = len(published.confirmed) + at_least, 0
+    while len(published.confirmed) < target:
+        keys = [f"{prefix}-{len(published.confirmed):06d}-{batch:04d}-{i:02d}"
+                for i in range(BATCH)]
+        result = await publish_keys(publisher, keys)
+        published.add(result)
+        batch += 1
+        if not result.confirmed:
+            await asyncio.sleep(0.25)
+
+
+async def test_a_restarted_node_catches_up_and_status_returns_clean(
+    cluster: Cluster, ledger, ledger_path, consumers, report
+):
+    cluster.restart_stopped()  # the node the test before killed, if it ran
+    vhost = "cluster-node-restarted"
+    _vhost(cluster, vhost)
+    setup = settings_for(cluster.amqp_url_for(vhost), management_url=cluster.management_url,
+                         app=None)
+    await declare(setup, ledger_path)
+    queue = naming.consumer_queue(CONSUMER)
+    listed = await _replicated_on_three(cluster, vhost, queue)
+    victim = cluster.by_name(listed["leader"])
+    order = [n for n in cluster.nodes if n is not victim] + [victim]
+    settings = settings_for(",".join(f"{n.url}{vhost}" for n in order),
+                            management_url=",".join(n.management_url for n in order),
+                            reconnect_interval_s=0.5, confirm_timeout_s=10.0,
+                            connect_timeout_s=30.0, app=None)
+    topology = build(ledger_path).topology(settings.ladder, 20)
+    published = PublishResult()
+
+    # Given events waiting in the consumer's queue on three nodes, and its leader's
+    # node killed -9 while more are published (they reach the two other members only)
+    async with await Publisher.connect(settings) as publisher:
+        await _publish_until(publisher, published, "r", BEFORE)
+        await asyncio.to_thread(victim.kill9)
+        await _publish_until(publisher, published, "r", AFTER)
+    down = {(p.code, p.queue) for p in (await read_status(settings, topology)).problems}
+    assert ("node-down", victim.node) in down
+    assert ("replicas-offline", queue) in down
+
+    # When the node is started again on its data
+    started = time.monotonic()
+    await asyncio.to_thread(victim.restart)
+
+    # Then its member of the queue catches up with the leader's log...
+    survivor = order[0]
+
+    async def caught_up() -> dict:
+        members = await asyncio.to_thread(quorum_status, survivor, queue, vhost)
+        assert set(members) == {n.node for n in cluster.nodes}
+        assert len({m["Commit Index"] for m in members.values()}) == 1, members
+        assert len({m["Last Log Index"] for m in members.values()}
+                   if "Last Log Index" in next(iter(members.values()))
+                   else {m["Log Index"] for m in members.values()}) == 1, members
+        return members
+
+    await eventually(caught_up, timeout=90, interval=1)
+    caught_up_s = time.monotonic() - started
+
+    # ...`status` reports no node down and no member missing...
+    async def clean() -> None:
+        report_ = await read_status(settings, topology)
+        cluster_problems = [p for p in report_.problems
+                            if p.code in ("node-down", "majority-lost", "replicas-offline",
+                                          "replicas-missing")]
+        assert cluster_problems == []
+
+    await eventually(clean, timeout=60, interval=1)
+
+    # ...and everything confirmed, before and during the outage, is delivered
+    consumer = await consumers.start(settings, ledger_path, prefetch=20).consuming()
+    assert not non_publish_errors(published), list(non_publish_errors(published).items())[:3]
+
+    async def all_handled() -> None:
+        assert ledger.tally(published.confirmed).lost == 0
+
+    await eventually(all_handled, timeout=120, interval=0.5)
+    assert consumer.alive
+    tally = ledger.tally(published.confirmed)
+    assert tally.duplicated <= DUPLICATE_BOUND
+
+    async def nothing_flagged() -> None:
+        # (the ledger queue of the test app has no consumer here: it is not run)
+        problems = (await read_status(settings, topology)).problems
+        assert [p for p in problems if p.queue != naming.LEDGER_QUEUE] == []
+
+    await eventually(nothing_flagged, timeout=60, interval=1)
+    report(scenario="cluster: the killed node restarted", load=f"{len(published.confirmed)} "
+           f"confirmed ({AFTER} while it was down)", faults="1 node of 3, restarted",
+           lost=tally.lost, duplicated=tally.duplicated, bound=DUPLICATE_BOUND,
+           notes=f"its member caught up {caught_up_s:.1f}s after the restart began")
+
+
+async def test_two_nodes_down_publishers_get_no_false_confirm_and_all_is_delivered_after(
+    cluster: Cluster, ledger, ledger_path, consumers, report
+):
+    cluster.restart_stopped()
+    vhost = "cluster-majority-lost"
+    _vhost(cluster, vhost)
+    setup = settings_for(cluster.amqp_url_for(vhost), management_url=cluster.management_url,
+                         app=None)
+    await declare(setup, ledger_path)
+    queue = naming.consumer_queue(CONSUMER)
+    await _replicated_on_three(cluster, vhost, queue)
+    survivor, *victims = cluster.nodes
+    settings = settings_for(f"{survivor.url}{vhost}", management_url=survivor.management_url,
+                            reconnect_interval_s=0.5, confirm_timeout_s=3.0,
+                            connect_timeout_s=30.0, app=None)
+    topology = build(ledger_path).topology(settings.ladder, 20)
+    published = PublishResult()
+
+    async with await Publisher.connect(settings) as publisher:
+        await _publish_until(publisher, published, "m", BEFORE)
+        confirmed_before = len(published.confirmed)
+
+        # When two of the three nodes are killed -9: no queue has a majority
+        for node in victims:
+            await asyncio.to_thread(node.kill9)
+        codes = {(p.code, p.queue) for p in (await read_status(settings, topology)).problems}
+        assert ("majority-lost", queue) in codes
+
+        # Then a publish is not confirmed: it raises our PublishError, saying why
+        outage = PublishResult()
+        for batch in range(4):
+            outage.add(await publish_keys(
+                publisher, [f"m-outage-{batch}-{i:02d}" for i in range(BATCH)]))
+        published.add(outage)
+        assert outage.raised, "a publish was confirmed with no majority for its queue"
+        assert not non_publish_errors(outage), list(non_publish_errors(outage).items())[:3]
+        said = str(next(iter(outage.raised.values())))
+        assert said
+
+        # When both nodes return, publishing is confirmed again
+        for node in victims:
+            await asyncio.to_thread(node.restart)
+        await _replicated_on_three(cluster, vhost, queue)
+        await _publish_until(publisher, published, "m", AFTER)
+
+    # Then everything confirmed, before, during and after, is delivered
+    consumer = await consumers.start(settings, ledger_path, prefetch=20).consuming()
+    assert not non_publish_errors(published), list(non_publish_errors(published).items())[:3]
+
+    async def all_handled() -> None:
+        assert ledger.tally(published.confirmed).lost == 0
+
+    await eventually(all_handled, timeout=120, interval=0.5)
+    assert consumer.alive
+    tally = ledger.tally(published.confirmed)
+    assert tally.duplicated <= DUPLICATE_BOUND
+    report(scenario="cluster: two of three nodes killed -9, then restarted",
+           load=f"{len(published.confirmed)} confirmed ({confirmed_before} before)",
+           faults="2 nodes of 3", lost=tally.lost, duplicated=tally.duplicated,
+           bound=DUPLICATE_BOUND,
+           notes=f"{len(outage.raised)} of {4 * BATCH} publishes during the outage raised "
+                 f"({len(outage.confirmed)} confirmed): {said[:120]}")
