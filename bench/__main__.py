@@ -27,6 +27,7 @@ from bench import (
     memory,
     outbox,
     publish,
+    replicas,
     report,
     rung_accuracy,
     testing,
@@ -43,6 +44,7 @@ Case = Callable[[Bench], Awaitable[list[Result]]]
 CASES: dict[str, Case] = {
     "publish": publish.run,
     "consume": consume.run,
+    "replicas": replicas.run,
     "failure": failure_path.run,
     "rung": rung_accuracy.run,
     "delay": delay.run,

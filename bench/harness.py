@@ -60,13 +60,15 @@ class Scale:
     outbox_reps: int = 3
     express_backlog: int = 10_000  # standard events waiting ahead of each express one
     express_reps: int = 5
+    replicas_backlog: int = 4000  # messages per run of the replicas case
+    replicas_reps: int = 3  # runs per replica count (each starts its replica processes)
 
 
 QUICK = Scale(
     reps=3, publish_single=20, publish_batch=60, batch_size=30,
     consume={1: 20, 10: 40, 100: 60}, failure=30, rung_burst=50, rung_reps=1,
     latency_s=0.1, memory_backlog=300, memory_reps=1, warmup=10, outbox_s=0.25, outbox_reps=1,
-    express_backlog=200, express_reps=2,
+    express_backlog=200, express_reps=2, replicas_backlog=200, replicas_reps=1,
 )
 FULL = Scale(
     reps=7, publish_single=1000, publish_batch=5000, batch_size=500,

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = {"publish", "consume", "failure path", "rung accuracy", "latency", "memory", "testing",
-            "ledger", "outbox", "delayed publish", "priority lanes"}
+            "ledger", "outbox", "delayed publish", "priority lanes", "replicas"}
 
 
 def test_quick_benchmark_prints_its_table_and_writes_every_ratio_to_json(broker, vhost, tmp_path):
@@ -57,3 +57,6 @@ def test_quick_benchmark_prints_its_table_and_writes_every_ratio_to_json(broker,
     (express,) = [r for r in results if r["family"] == "priority lanes"]
     assert express["ours"]["median"] > 0
     assert express["met"] is not None
+    replicas = [r for r in results if r["family"] == "replicas"]
+    assert [r["case"].split(" ")[0] for r in replicas] == ["1", "2", "4"]
+    assert all(r["ours"]["median"] > 0 for r in replicas)
