@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DURATION ?= 0
 
-.PHONY: run test test-faults test-browser test-volume test-cluster console-screenshots test-all setup broker lint typecheck check bench bench-smoke clean
+.PHONY: run test test-faults test-browser test-volume test-cluster console-screenshots test-all setup broker lint typecheck check bench bench-peers bench-smoke clean
 
 $(BIN)/pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,9 +60,15 @@ check: lint typecheck test-all
 bench: setup broker
 	$(BIN)/python -m bench --json bench/results/latest.json
 
+## FastStream, Dramatiq and Celery beside ours and raw aio-pika (bench/peers/):
+## table + bench/results/peers.json; `python -m bench.report --peers FILE` for the README.
+bench-peers: setup broker
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m bench --cases peers --json bench/results/peers.json
+
 ## The same with tiny counts (CI runs it through tests/e2e/test_bench_smoke.py).
 bench-smoke: setup broker
-	$(BIN)/python -m bench --quick
+	$(BIN)/python -m bench --quick --peers
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -52,6 +52,10 @@ def machine_facts(broker: dict[str, Any]) -> dict[str, Any]:
         "aiormq": _version("aiormq"),
         "pydantic": _version("pydantic"),
         "opentelemetry_sdk": _version("opentelemetry-sdk"),
+        # The peers of ``make bench-peers`` (None when the [bench] extra is missing).
+        "faststream": _version("faststream"),
+        "dramatiq": _version("dramatiq"),
+        "celery": _version("celery"),
         "broker": broker,
         "load_average": list(os.getloadavg()),
     }
@@ -153,7 +157,63 @@ def markdown(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m bench.report bench/results/latest.json
+PEER_SIDES = ("ours", "ours (BlockingPublisher)", "raw aio-pika", "FastStream", "Dramatiq",
+              "Celery")
+
+
+def _peer_rows(document: dict[str, Any]) -> dict[str, dict[tuple[str, str], dict[str, Any]]]:
+    """The peers case's rows by work, then by (side, compared with)."""
+    works: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+    for row in document["results"]:
+        if row["family"] != "peers":
+            continue
+        work, pair = row["case"].rsplit(": ", 1)
+        a, b = pair.split(" / ", 1)
+        works.setdefault(work, {})[(a, b)] = row
+    return works
+
+
+def peers_markdown(document: dict[str, Any]) -> str:
+    """The peers case (``make bench-peers``) as the README's table: every side's
+    msg/s, ours / each side, each side / raw aio-pika; the date and the machine."""
+    machine, run = document["machine"], document.get("run", {})
+    broker = machine.get("broker", {})
+    lines = [
+        f"Measured {run.get('finished_at', 'at an unknown date')} "
+        f"({run.get('reps', '?')} reps of publishing; consume: see each row's note) on "
+        f"{machine['cores']} cores ({machine['cpu']}), {machine['platform']}, RabbitMQ "
+        f"{broker.get('rabbitmq')}, Python {machine['python']}, aio-pika {machine['aio_pika']}, "
+        f"FastStream {machine.get('faststream')}, Dramatiq {machine.get('dramatiq')}, "
+        f"Celery {machine.get('celery')}. Medians; a ratio is taken within each rep.",
+        "",
+        "| work | | " + " | ".join(PEER_SIDES) + " |",
+        "|---|---|" + "---:|" * len(PEER_SIDES),
+    ]
+    for work, rows in _peer_rows(document).items():
+        speed, over_raw, ours_over = [], [], []
+        for side in PEER_SIDES:
+            if side == "raw aio-pika":
+                row = rows.get(("ours", side))
+                speed.append(_fmt(row["raw"]["median"]) if row else "-")
+                over_raw.append("1x")
+            else:
+                row = rows.get((side, "raw aio-pika"))
+                speed.append(_fmt(row["ours"]["median"]) if row else "-")
+                over_raw.append(f"{row['ratio']['median']:.2f}x" if row else "-")
+            mine = rows.get(("ours", side))
+            ours_over.append(f"**{mine['ratio']['median']:.2f}x**"
+                             if mine and side != "ours" else "")
+        lines.append(f"| {work} | msg/s | " + " | ".join(speed) + " |")
+        lines.append("| | ours / it | " + " | ".join(ours_over) + " |")
+        lines.append("| | it / raw aio-pika | " + " | ".join(over_raw) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m bench.report [--peers] bench/results/latest.json
     import sys
 
-    print(markdown(json.loads(Path(sys.argv[1]).read_text())))
+    arguments = sys.argv[1:]
+    if arguments[0] == "--peers":
+        print(peers_markdown(json.loads(Path(arguments[1]).read_text())))
+    else:
+        print(markdown(json.loads(Path(arguments[0]).read_text())))

@@ -60,3 +60,39 @@ def test_quick_benchmark_prints_its_table_and_writes_every_ratio_to_json(broker,
     replicas = [r for r in results if r["family"] == "replicas"]
     assert [r["case"].split(" ")[0] for r in replicas] == ["1", "2", "4"]
     assert all(r["ours"]["median"] > 0 for r in replicas)
+
+
+def test_quick_peers_case_compares_ours_with_each_peer_on_both_works(broker, vhost, tmp_path):
+    output = tmp_path / "peers.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "OTEL_"))}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--cases", "peers", "--json", str(output),
+         "--vhost", vhost, "--amqp-url", broker.amqp_url,
+         "--management-url", broker.management_url],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=110, check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert report["run"]["finished_at"]
+    rows = {r["case"]: r for r in report["results"]}
+    assert {r["family"] for r in rows.values()} == {"peers"}
+    for work in ("confirmed publish", "consume + ack"):
+        for pair in ("ours / raw aio-pika", "ours / FastStream", "ours / Dramatiq",
+                     "ours / Celery", "FastStream / raw aio-pika", "Dramatiq / raw aio-pika",
+                     "Celery / raw aio-pika"):
+            (row,) = [r for case, r in rows.items() if case.startswith(work)
+                      and case.endswith(": " + pair)]
+            assert row["ratio"]["median"] > 0, row["case"]
+    blocking = [r for case, r in rows.items() if "ours (BlockingPublisher) / Dramatiq" in case]
+    assert blocking[0]["met"] is not None
+    table = subprocess.run(
+        [sys.executable, "-m", "bench.report", "--peers", str(output)],
+        cwd=ROOT, capture_output=True, text=True, timeout=30, check=True,
+    ).stdout
+    header = next(line for line in table.splitlines() if line.startswith("| work |"))
+    assert header.split("|")[3:-1] == [
+        " ours ", " ours (BlockingPublisher) ", " raw aio-pika ", " FastStream ", " Dramatiq ",
+        " Celery "]
+    assert table.count("| ours / it |") == 2
