@@ -38,7 +38,7 @@ FAMILY = "failure path"
 NAME = "bench-fail"
 QUEUE = naming.consumer_queue(NAME)
 RUNG_DELAYS = "100ms"
-RUNG = naming.retry_queue(NAME, RUNG_DELAYS)
+RUNG = naming.retry_queue(NAME, 1, RUNG_DELAYS)
 STORE_QUEUES = (naming.DEAD_LETTER_STORE, naming.ADMIN_NOTIFIER_QUEUE)
 # AMQP commands a consumer's channel can send while settling deliveries.
 COUNTED = ("basic_publish", "basic_ack", "basic_nack", "basic_reject", "rpc")

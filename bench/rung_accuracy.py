@@ -1,6 +1,6 @@
 """How long the real 1 s rung really holds a message, for a burst, idle and under load.
 
-A burst of copies is published into ``pipeline.bench-rung.retry.1s`` exactly
+A burst of copies is published into ``pipeline.bench-rung.retry.01.1s`` exactly
 as the failure policy would (confirmed, via the default exchange, with our
 retry header); our Worker consumes ``pipeline.bench-rung``. The delay of a
 message is from the broker's confirm of its copy (the moment the failure
@@ -45,7 +45,7 @@ from topology import naming
 
 FAMILY = "rung accuracy"
 NAME = "bench-rung"
-RUNG = naming.retry_queue(NAME, "1s")
+RUNG = naming.retry_queue(NAME, 1, "1s")
 LOAD = "bench-load"
 PREFETCH = 100
 

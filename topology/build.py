@@ -4,7 +4,7 @@ Layout (see docs/retries.md):
 
     publisher -> pipeline.events (topic) -> pipeline.<consumer>        (quorum)
     express   -> pipeline.events.express (topic) -> pipeline.<consumer>.express (quorum)
-    failure   -> "" (default) -> pipeline.<consumer>.retry.<label>     (quorum, queue TTL)
+    failure   -> "" (default) -> pipeline.<consumer>.retry.<NN>.<label> (quorum, queue TTL)
                  expiry dead-letters -> "" -> pipeline.<consumer>      (its own queue only)
     failure   -> pipeline.dead-letter (fanout) -> pipeline.dead-letter.store (quorum)
                                                -> pipeline.admin-notifier    (quorum)
@@ -72,13 +72,14 @@ def express_queue_spec(consumer: str, delivery_limit: int) -> QueueSpec:
 
 def retry_queue_specs(consumer: str, ladder: RetryLadder) -> list[QueueSpec]:
     specs = []
-    for rung in ladder:
+    for position, rung in enumerate(ladder, 1):
         args = _at_least_once("")  # the default exchange routes by queue name
         args["x-dead-letter-routing-key"] = naming.consumer_queue(consumer)
         # Queue-level TTL: every message in a rung waits the same time, so the
         # head always expires first (per-message TTL would block behind it).
         args["x-message-ttl"] = rung.ttl_ms
-        specs.append(QueueSpec(naming.retry_queue(consumer, rung.label), args, "retry", consumer))
+        specs.append(QueueSpec(naming.retry_queue(consumer, position, rung.label),
+                               args, "retry", consumer))
     return specs
 
 

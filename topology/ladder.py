@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 DEFAULT_LADDER = "1s,5s,30s,5m,30m"
+MAX_RUNGS = 99
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
@@ -65,6 +66,8 @@ class RetryLadder:
             raise ValueError(f"retry ladder repeats a delay: {','.join(labels)}")
         if any(rung.ttl_ms <= 0 for rung in self.rungs):
             raise ValueError("every retry delay must be longer than 0ms")
+        if len(self.rungs) > MAX_RUNGS:  # rung names carry a two-digit position
+            raise ValueError(f"a retry ladder has at most {MAX_RUNGS} rungs, not {len(self.rungs)}")
 
     @classmethod
     def parse(cls, text: str) -> RetryLadder:

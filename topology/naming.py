@@ -3,12 +3,13 @@
 Every exchange and queue name the pipeline uses comes from here, so the
 management UI, the docs and the code always agree. Names are lowercase,
 dot-separated and prefixed ``pipeline.``; a consumer's queue sorts next to
-its retry rungs (``pipeline.billing``, ``pipeline.billing.retry.1s`` ...).
+its retry rungs (``pipeline.billing``, ``pipeline.billing.retry.01.1s`` ...).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 PREFIX = "pipeline"
 
@@ -49,13 +50,57 @@ def express_queue(consumer: str) -> str:
     return f"{PREFIX}.{consumer}.express"
 
 
-def retry_queue(consumer: str, rung_label: str) -> str:
-    """A consumer's retry rung: ``pipeline.<consumer>.retry.<label>``.
+def retry_queue(consumer: str, position: int, rung_label: str) -> str:
+    """A consumer's retry rung: ``pipeline.<consumer>.retry.<position>.<label>``.
 
-    The delay is part of the name so that changing the ladder declares new
-    queues instead of colliding with existing ones (PRECONDITION_FAILED).
+    ``position`` is the rung's place in the consumer's ladder (1 for the
+    first), two digits so the management UI, which sorts by name, lists the
+    rungs in ladder order (``01.1s, 02.5s, 03.30s, 04.5m, 05.30m``; plain
+    labels sort to ``1s, 30m, 30s, 5m, 5s``). The delay is part of the name
+    so that changing the ladder declares new queues instead of colliding
+    with existing ones (PRECONDITION_FAILED).
     """
-    return f"{PREFIX}.{consumer}.retry.{rung_label}"
+    if not 1 <= position <= 99:
+        raise ValueError(f"rung position {position} is out of range: a ladder has 1 to 99 rungs")
+    return f"{retry_prefix(consumer)}{position:02d}.{rung_label}"
+
+
+def retry_prefix(consumer: str) -> str:
+    """What every rung name of ``consumer`` starts with, old-named rungs included."""
+    return f"{PREFIX}.{consumer}.retry."
+
+
+# A rung name as built above, and as earlier versions built it
+# (``pipeline.<consumer>.retry.<label>``, without the position): docs/retries.md,
+# "Rung names", says how ``pipeline topology migrate`` retires those.
+_RUNG = re.compile(rf"^{PREFIX}\.([a-z][a-z0-9-]*)\.retry\.(?:(\d{{2}})\.)?(\d+(?:ms|s|m|h))$")
+
+
+@dataclass(frozen=True)
+class RungName:
+    """A rung name read back: its consumer, position (None: an old-named rung) and label."""
+
+    consumer: str
+    position: int | None
+    label: str
+
+
+def parse_retry_queue(queue: str) -> RungName | None:
+    """Read a rung name (new or old shape); None if ``queue`` is not a rung."""
+    match = _RUNG.match(queue)
+    if match is None:
+        return None
+    consumer, position, label = match.groups()
+    return RungName(consumer, None if position is None else int(position), label)
+
+
+def old_rung_pattern(consumer: str) -> str:
+    """A regular expression for ``consumer``'s rungs as earlier versions named them.
+
+    The deployer may delete those (``pipeline topology migrate``); RabbitMQ
+    permissions are regular expressions (rabbitmq.com/docs/access-control).
+    """
+    return re.escape(retry_prefix(consumer)) + r"[0-9]+(ms|s|m|h)"
 
 
 def consumer_of_queue(queue: str) -> str | None:

@@ -52,7 +52,8 @@ class BoardLayout:
             names.append(row.queue)
             if row.has_ladder:  # an event consumer: its express lane and its rungs
                 names.append(naming.express_queue(row.name))
-                names.extend(naming.retry_queue(row.name, rung.label) for rung in self.ladder)
+                names.extend(naming.retry_queue(row.name, position, rung.label)
+                             for position, rung in enumerate(self.ladder, 1))
         return names
 
 
@@ -153,9 +154,9 @@ def _table(layout: BoardLayout, state: BoardState) -> Table:
         process = state.processes.get(worker.name, "-")
         depth = state.depths.get(worker.queue)
         rungs = [
-            _ready(state, naming.retry_queue(worker.name, rung.label), warn=True)
+            _ready(state, naming.retry_queue(worker.name, position, rung.label), warn=True)
             if worker.has_ladder else ""
-            for rung in layout.ladder
+            for position, rung in enumerate(layout.ladder, 1)
         ]
         table.add_row(
             worker.name,

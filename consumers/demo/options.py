@@ -11,7 +11,7 @@ from pipeline.settings import PipelineSettings
 
 # --fast-ladder: five short rungs, so a demo of a minute shows events
 # climbing the whole ladder. The rung queues get their own names
-# (pipeline.<consumer>.retry.2s ...), so they never collide with the
+# (pipeline.<consumer>.retry.02.2s ...), so they never collide with the
 # default ladder's queues.
 FAST_LADDER = "1s,2s,3s,4s,5s"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from pipeline.declare import declare_topology
 from pipeline.exits import ExitCode
 from pipeline.ops.drift import find_drift
 from pipeline.ops.migration import migrate, plan_migration
+from pipeline.ops.retired import RetiredRung, Retirement, read_retired_rungs, retire_rungs
 from pipeline.settings import PipelineSettings
 from topology import Topology
 
@@ -36,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     migrate = actions.add_parser(
         "migrate", help="move the messages of queues whose arguments changed into the new ones")
     migrate.add_argument("--dry-run", action="store_true", help="only say what would move")
+    migrate.add_argument("--wait", action="store_true",
+                         help="wait for retired rungs to drain (up to their TTL), then delete them")
     migrate.set_defaults(run=run_migrate)
 
 
@@ -160,36 +164,58 @@ def run_check(args: argparse.Namespace, settings: PipelineSettings) -> int:
 
 
 def run_migrate(args: argparse.Namespace, settings: PipelineSettings) -> int:
-    """Move messages from queues declared with old arguments into their new declaration.
+    """Move messages from queues declared with old arguments into their new declaration,
+    declare the topology, and delete retired rungs once they are empty.
 
-    Exit 0 when nothing is left to migrate (after a run, or already), 3/4 as
-    other commands when the broker cannot be reached or refuses.
+    Exit 0 when nothing is left to migrate (after a run, or already); 4
+    (topology) when retired rungs still hold messages (they drain on their own:
+    run it again later, or with ``--wait``); 3/4 as other commands when the
+    broker cannot be reached or refuses.
     """
     topology = load_topology(settings)
     plans = asyncio.run(plan_migration(settings, topology))
-    if not plans:
+    retired = asyncio.run(read_retired_rungs(settings, topology))
+    if not plans and not retired:
         print(f"nothing to migrate: every queue on vhost {settings.vhost!r} has the declared "
               "arguments")
         return ExitCode.OK
-    print_table(
-        f"Queues to migrate on vhost {settings.vhost!r}", ["queue", "messages", "held", "changes"],
-        [(p.spec.name, str(p.messages), str(p.holding), "; ".join(p.differences) or "(resume)")
-         for p in plans],
-    )
+    if plans:
+        print_table(
+            f"Queues to migrate on vhost {settings.vhost!r}",
+            ["queue", "messages", "held", "changes"],
+            [(p.spec.name, str(p.messages), str(p.holding),
+              "; ".join(p.differences) or "(resume)") for p in plans],
+        )
+    _print_retired(retired, settings.vhost)
     if args.dry_run:
-        print("dry run: nothing moved (run without --dry-run to migrate)")
+        print("dry run: nothing moved or deleted (run without --dry-run to migrate)")
         return ExitCode.OK
 
-    async def run() -> int:
+    async def run() -> tuple[int, Retirement]:
         connection = await connect(settings, f"{settings.service_name}.migrate")
         try:
             moved = await migrate(connection, topology, plans, settings.confirm_timeout_s,
                                   progress=lambda line: print(line, flush=True))
             await declare_topology(connection, topology)
+            return moved, await retire_rungs(connection, retired, wait=args.wait)
         finally:
             await connection.close()
-        return moved
 
-    moved = asyncio.run(run())
-    print(f"migrated {len(plans)} queue(s), {moved} messages moved; topology applied")
-    return ExitCode.OK
+    moved, retirement = asyncio.run(run())
+    print(f"migrated {len(plans)} queue(s), {moved} messages moved; topology applied; "
+          f"{len(retirement.deleted)} retired rung(s) deleted")
+    for name, left in retirement.waiting:
+        print(f"{name} still holds {left} messages: they return to their consumer's queue "
+              "as they expire; run `pipeline topology migrate` again to delete it")
+    return ExitCode.TOPOLOGY if retirement.waiting else ExitCode.OK
+
+
+def _print_retired(retired: list[RetiredRung], vhost: str) -> None:
+    if not retired:
+        return
+    # One line each, not a table: the action is a sentence an operator reads whole.
+    now = time.time()
+    print(f"retired rungs on vhost {vhost!r} (each drains on its own; none is moved):")
+    for rung in retired:
+        ttl = f"TTL {rung.ttl_ms} ms" if rung.ttl_ms is not None else "no TTL"
+        print(f"  {rung.name}: {rung.messages} messages, {ttl}; {rung.action(now)}")

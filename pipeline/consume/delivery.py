@@ -69,7 +69,7 @@ class Delivery:
         if self.message.exchange != "":
             return False
         queue, reason = h.newest_death(self.message.headers)
-        rungs = naming.retry_queue(self.consumer, "")
+        rungs = naming.retry_prefix(self.consumer)  # old-named rungs too (docs/retries.md)
         return reason == "expired" and queue is not None and queue.startswith(rungs)
 
     @property

@@ -51,6 +51,7 @@ REQUEUE_PAUSE_S = 1.0
 class Retry:
     rung: RetryRung
     attempt: int  # the retry this will be: 1 for the first
+    position: int  # the rung's place in the consumer's ladder: 1 for the first
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def decide(
         return DeadLetter(h.DeadLetterReason.PERMANENT_ERROR)
     if not ladder or retry_count >= policy.retries_for(ladder):
         return DeadLetter(h.DeadLetterReason.RETRIES_EXHAUSTED)
-    return Retry(ladder[min(retry_count, len(ladder) - 1)], retry_count + 1)
+    index = min(retry_count, len(ladder) - 1)
+    return Retry(ladder[index], retry_count + 1, index + 1)
 
 
 def describe_error(
@@ -172,7 +174,8 @@ class LadderPolicy:
         self, delivery: Delivery, decision: Retry, headers: dict[str, Any]
     ) -> Outcome:
         headers[h.RETRY_COUNT] = decision.attempt
-        target = naming.retry_queue(delivery.consumer, decision.rung.label)
+        target = naming.retry_queue(delivery.consumer, decision.position,
+                                    decision.rung.label)
         hop = Hop("retry", target, "", target, {
             "pipeline.recoverability.action": "retry",
             "pipeline.retry.count": decision.attempt,

@@ -70,12 +70,13 @@ class Role:
     purpose: str
 
 
-def exactly(names: Iterable[str]) -> str:
-    """A permission pattern matching exactly these names (``^$`` matches none)."""
-    unique = sorted(set(names))
+def exactly(names: Iterable[str], patterns: Iterable[str] = ()) -> str:
+    """A permission pattern matching exactly these names, and ``patterns`` (regular
+    expressions) whole; ``^$`` matches none."""
+    unique = [re.escape(name) for name in sorted(set(names))] + list(patterns)
     if not unique:
         return "^$"
-    return "^(" + "|".join(re.escape(name) for name in unique) + ")$"
+    return "^(" + "|".join(unique) + ")$"
 
 
 def worker_permission(subset: Topology, consumed: Iterable[str]) -> Permission:
@@ -100,8 +101,13 @@ def worker_permission(subset: Topology, consumed: Iterable[str]) -> Permission:
 
 
 def deployer_permission(topology: Topology) -> Permission:
-    """What `pipeline topology apply` needs to declare and bind all of ``topology``."""
+    """What `pipeline topology apply` needs to declare and bind all of ``topology``.
+
+    Also configure on each consumer's old-named rungs, which `pipeline
+    topology migrate` deletes once they are empty (docs/retries.md, "Rung names").
+    """
     configure = [e.name for e in topology.exchanges] + [q.name for q in topology.queues]
+    with_rungs = sorted({q.consumer for q in topology.queues if q.role == "retry" and q.consumer})
     write: list[str] = []
     read: list[str] = []
     for binding in topology.bindings:
@@ -114,7 +120,8 @@ def deployer_permission(topology: Topology) -> Permission:
             # (measured on 3.10: ACCESS_REFUSED without either).
             read.append(queue.name)
             write.append(dead_letter_exchange or DEFAULT_EXCHANGE)
-    return Permission(exactly(configure), exactly(write), exactly(read))
+    old_rungs = [naming.old_rung_pattern(consumer) for consumer in with_rungs]
+    return Permission(exactly(configure, old_rungs), exactly(write), exactly(read))
 
 
 def scheduler_permission(topology: Topology) -> Permission:

@@ -36,6 +36,7 @@ from pipeline.declare import without_delays, without_streams
 from pipeline.errors import TopologyDriftError
 from pipeline.ops.management import ManagementNotFoundError, open_management
 from pipeline.ops.replicas import read_nodes, replica_drift
+from pipeline.ops.retired import find_retired_rungs
 from pipeline.settings import PipelineSettings
 from topology import QueueSpec, Topology
 
@@ -68,6 +69,9 @@ class Drift:
     dangerous: bool
 
     def describe(self) -> str:
+        if self.source == "retired":
+            return (f"{self.kind} {self.name}: a retired rung holding about {self.on_broker} "
+                    "messages (the pipeline declares this consumer's rungs under other names)")
         return (
             f"{self.kind} {self.name}: {self.setting} is {_show(self.on_broker)} on the broker "
             f"({self.source}) but the pipeline declares {_show(self.declared)}"
@@ -82,6 +86,9 @@ class Drift:
                     f"{self.name} (`rabbitmqctl {command} -p {vhost} {name}`)")
         if self.source == "missing":
             return "run `pipeline topology apply`"
+        if self.source == "retired":
+            return ("it returns its messages to its consumer's queue as they expire; "
+                    "`pipeline topology migrate` deletes it once empty (docs/retries.md)")
         if self.source == "members":
             return ("add members on running nodes: `rabbitmq-queues grow <node> all` "
                     "(or `rabbitmq-queues add_member`)")
@@ -203,6 +210,10 @@ async def find_drift(settings: PipelineSettings, topology: Topology) -> list[Dri
     for spec in topology.queues:
         drifts.extend(queue_argument_drift(spec, queues.get(spec.name)))
         drifts.extend(queue_policy_drift(spec, policies))
+    # Rungs of our consumers under names no longer declared (an old naming, a
+    # changed ladder): reported as retired, not as foreign queues.
+    drifts.extend(Drift("queue", r.name, "retired-rung", None, r.messages, "retired", False)
+                  for r in find_retired_rungs(topology, queues.values()))
     # Fewer members than declared: the queue was declared while nodes were down.
     drifts.extend(Drift("queue", name, "replicas", declared, members, "members", False)
                   for name, declared, members in replica_drift(topology, queues, nodes))

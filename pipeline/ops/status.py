@@ -194,6 +194,12 @@ async def _peek_timestamp(api: Any, store: Mapping[str, Any]) -> float | None:
     return float(stamp) if isinstance(stamp, int | float) else None
 
 
+def _rung_label(name: str) -> str:
+    """A rung's column label: its delay (``5s``), whatever the name's shape."""
+    rung = naming.parse_retry_queue(name)
+    return rung.label if rung else name.rsplit(".", 1)[-1]
+
+
 def build_report(
     vhost: str,
     topology: Topology,
@@ -220,7 +226,7 @@ def build_report(
         ConsumerStatus(
             q.consumer,
             state(q.name),
-            tuple((r.name.rsplit(".retry.", 1)[-1], state(r.name))
+            tuple((_rung_label(r.name), state(r.name))
                   for r in topology.queues_of(q.consumer) if r.role == "retry"),
             (paused or {}).get(q.consumer),
             next((state(e.name) for e in topology.queues_of(q.consumer) if e.role == "express"),

@@ -233,7 +233,7 @@ async def acknowledge(message: AbstractIncomingMessage, queue: str) -> bool:
 class Hop:
     """Where ``forward`` sends a copy, and how its publish span reads.
 
-    ``destination`` names the span (``retry pipeline.billing.retry.1s``);
+    ``destination`` names the span (``retry pipeline.billing.retry.01.1s``);
     ``exchange`` and ``routing_key`` are what the copy is published with.
     """
 

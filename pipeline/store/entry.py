@@ -77,7 +77,7 @@ def _came_from_rung(headers: Mapping[str, Any], consumer: str | None) -> bool:
     deaths = headers.get("x-death")
     if consumer is None or not isinstance(deaths, list):
         return False
-    rungs = naming.retry_queue(consumer, "")
+    rungs = naming.retry_prefix(consumer)
     return any(isinstance(d, Mapping) and h.read_str(d, "reason") == "expired"
                and (h.read_str(d, "queue") or "").startswith(rungs) for d in deaths[1:])
 

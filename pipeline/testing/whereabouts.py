@@ -65,8 +65,8 @@ def locate(
     def holds(name: str) -> list[QueuedMessage]:
         return [m for m in _messages(broker, vhost, name) if m.message_id == event_id]
 
-    for rung in ladder:
-        if holds(naming.retry_queue(consumer, rung.label)):
+    for position, rung in enumerate(ladder, 1):
+        if holds(naming.retry_queue(consumer, position, rung.label)):
             return _replace(found, State.RETRYING, rung=rung.label)
     if holds(queue):
         return _replace(found, State.QUEUED)

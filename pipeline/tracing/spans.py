@@ -9,7 +9,7 @@ messaging semantic conventions. See docs/tracing.md for the model:
 * publish          PRODUCER  ``publish pipeline.events``
 * process          CONSUMER  ``process pipeline.billing`` (child of the publish)
 * handler          INTERNAL  ``handle orders.order.placed`` (child of process)
-* retry            PRODUCER  ``retry pipeline.billing.retry.1s`` (child of process;
+* retry            PRODUCER  ``retry pipeline.billing.retry.01.1s`` (child of process;
                              the next process span is its child, so the wait shows)
 * dead-letter      PRODUCER  ``dead-letter pipeline.dead-letter``
 * replay           PRODUCER  a new trace, linked to the dead-lettered one

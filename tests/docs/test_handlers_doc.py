@@ -67,4 +67,4 @@ def test_the_retry_policy_example_declares_two_rungs_for_three_attempts():
 
     rungs = [q.name for q in topology.queues_of("payments") if q.role == "retry"]
 
-    assert rungs == ["pipeline.payments.retry.1s", "pipeline.payments.retry.10s"]
+    assert rungs == ["pipeline.payments.retry.01.1s", "pipeline.payments.retry.02.10s"]

@@ -31,5 +31,5 @@ def test_the_documented_snippet_draws_the_retried_trace_from_a_file(
 
     printed = capsys.readouterr().out
     assert printed.startswith(f"trace {TRACE} · 6 spans")
-    assert "retry pipeline.billing.retry.1s" in printed
+    assert "retry pipeline.billing.retry.01.1s" in printed
     assert "waited 1.00 s" in printed

@@ -106,7 +106,7 @@ def test_topology_show_json_lists_every_queue_and_export_writes_definitions(tmp_
     shown = pipeline("topology", "show", "--json")
     assert shown.returncode == 0
     names = {q["name"] for q in json.loads(shown.stdout)["queues"]}
-    assert {"pipeline.billing", "pipeline.billing.retry.1s", "pipeline.dead-letter.store",
+    assert {"pipeline.billing", "pipeline.billing.retry.01.1s", "pipeline.dead-letter.store",
             "pipeline.admin-notifier"} <= names
 
     exported = pipeline("topology", "export", str(tmp_path / "definitions.json"))

@@ -52,9 +52,9 @@ def test_the_asyncapi_document_of_the_demo_app_passes_the_official_parser(tmp_pa
     assert operations["billing.receive"]["action"] == "receive"
     assert operations["publish.orders.order.placed"]["action"] == "send"
     # The retry ladder and the dead-letter path are documented as channels and operations.
-    assert "pipeline.billing.retry.30m" in document["channels"]
+    assert "pipeline.billing.retry.05.30m" in document["channels"]
     assert operations["shipping.retry.5s"]["channel"] == {
-        "$ref": "#/channels/pipeline.shipping.retry.5s"}
+        "$ref": "#/channels/pipeline.shipping.retry.02.5s"}
     assert "pipeline.dead-letter.store" in document["channels"]
     placed = document["components"]["messages"]["orders.order.placed"]
     data = placed["payload"]["allOf"][1]["properties"]["data"]
@@ -79,7 +79,7 @@ def test_nested_models_and_producer_only_events_survive_in_yaml(tmp_path):
     assert "publish.accounting.ledger.closed" in document["operations"]
     # The consumer's own ladder, not the deployment's, is what its rungs show.
     rungs = sorted(name for name in document["channels"] if ".retry." in name)
-    assert rungs == ["pipeline.books.retry.10s", "pipeline.books.retry.1m"]
+    assert rungs == ["pipeline.books.retry.01.10s", "pipeline.books.retry.02.1m"]
     books = document["operations"]["books.receive"]["messages"]
     assert [m["$ref"].rsplit("/", 1)[1] for m in books] == [
         "billing.invoice.issued", "billing.invoice.paid"]

@@ -165,6 +165,6 @@ def test_the_demo_runs_in_one_process_on_memory_without_rabbitmq(tmp_path):
     assert stored is not None
     assert int(stored[1]) == sum(int(rows[n]["dead"]) for n in WORKERS)
     assert "One retried event's trace" in result.stdout
-    assert "retry pipeline.billing.retry.1s" in result.stdout
+    assert "retry pipeline.billing.retry.01.1s" in result.stdout
     assert worker_logs(run_dir) == []  # no worker process, so no worker log
     assert (run_dir / "demo.log").stat().st_size > 0

@@ -143,7 +143,7 @@ async def test_broker_killed_while_hundreds_sit_on_rungs_and_in_the_store(
     # hundreds of copies on the rung and hundreds of entries in the store
     count, prefetch = 200, 20
     settings = node_settings.model_copy(update={"retry_delays": "20s"})
-    rung = naming.retry_queue("ledger", settings.ladder[0].label)
+    rung = naming.retry_queue("ledger", 1, settings.ladder[0].label)
     await declare(settings, ledger_path)
     consumer = await consumers.start(settings, ledger_path, prefetch=prefetch,
                                      fail_prefix="fail-", permanent_prefix="perm-").consuming()

@@ -34,7 +34,7 @@ from topology import naming
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(180)]
 
-RUNG = naming.retry_queue(CONSUMER, "100ms")  # the first rung of the test ladder
+RUNG = naming.retry_queue(CONSUMER, 1, "100ms")  # the first rung of the test ladder
 POLICY = "faults-copy-refused"
 OUTAGE_S = 20.0
 EVERY_S = 1.0  # one succeeding, one transient and one permanent failure per tick

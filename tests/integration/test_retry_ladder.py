@@ -75,7 +75,7 @@ async def test_a_failing_event_climbs_every_rung_then_lands_in_the_store_unchang
     assert not [name for name in headers if name.startswith("x-") and name != "x-delivery-count"]
     # and the admin notifier's queue got its copy too
     assert (await queue_state(settings, "pipeline.admin-notifier"))[0] == 1
-    for rung in ("100ms", "200ms", "300ms"):
+    for rung in ("01.100ms", "02.200ms", "03.300ms"):
         assert (await queue_state(settings, f"pipeline.things.retry.{rung}"))[0] == 0
 
 

@@ -73,13 +73,13 @@ async def test_own_ladder_attempt_limit_and_throws_shape_retries_and_the_broker_
     assert h.dead_letter_reason(stored[misfit].headers) == "permanent-error"
     assert "ShapeError" in h.read_str(stored[misfit].headers, h.LAST_ERROR)
     # The broker has exactly the rungs the policy uses, and the other consumer's own
-    for queue in ("pipeline.strict.retry.50ms", "pipeline.strict.retry.250ms",
-                  "pipeline.usual.retry.100ms"):
+    for queue in ("pipeline.strict.retry.01.50ms", "pipeline.strict.retry.02.250ms",
+                  "pipeline.usual.retry.01.100ms"):
         await queue_state(settings, queue)
     with pytest.raises(aio_pika.exceptions.ChannelClosed):
-        await queue_state(settings, "pipeline.strict.retry.400ms")  # beyond 3 attempts
+        await queue_state(settings, "pipeline.strict.retry.03.400ms")  # beyond 3 attempts
     with pytest.raises(aio_pika.exceptions.ChannelClosed):
-        await queue_state(settings, "pipeline.strict.retry.100ms")  # the deployment's
+        await queue_state(settings, "pipeline.strict.retry.01.100ms")  # the deployment's
 
 
 async def test_a_permanent_error_is_dead_lettered_at_once_under_any_policy(settings):

@@ -49,5 +49,5 @@ async def test_a_new_ladder_adds_rungs_instead_of_colliding(settings, connection
     await apply_topology(connection, app().topology(RetryLadder.parse("1s,5s"), 20))
     await apply_topology(connection, app().topology(RetryLadder.parse("2s,5s"), 20))
 
-    for rung in ("1s", "2s", "5s"):
+    for rung in ("01.1s", "02.5s", "01.2s"):
         await queue_state(settings, f"pipeline.things.retry.{rung}")

@@ -102,13 +102,13 @@ async def test_a_retried_event_stays_in_one_trace_with_the_waits_visible(setting
     # The rungs: which retry, which tier, through the default exchange.
     for number, (retry, tier) in enumerate(zip(retries, ["100ms", "200ms"], strict=True), 1):
         assert retry.kind is SpanKind.PRODUCER
-        assert retry.name == f"retry pipeline.things.retry.{tier}"
+        assert retry.name == f"retry pipeline.things.retry.{number:02d}.{tier}"
         assert retry.attributes["pipeline.recoverability.action"] == "retry"
         assert retry.attributes["pipeline.retry.count"] == number
         assert retry.attributes["pipeline.retry.tier"] == tier
         assert retry.attributes["messaging.destination.name"] == ""
         assert retry.attributes["messaging.rabbitmq.destination.routing_key"] == (
-            f"pipeline.things.retry.{tier}"
+            f"pipeline.things.retry.{number:02d}.{tier}"
         )
     # Each processing says how it ended; the failed ones carry the error.
     assert [p.attributes["pipeline.outcome"] for p in process] == ["retried", "retried", "acked"]

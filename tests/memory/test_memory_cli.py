@@ -26,4 +26,4 @@ def test_commands_that_need_no_broker_still_work(monkeypatch, capsys):
     monkeypatch.setenv("PIPELINE_APP", "consumers.registry:app")
 
     assert main(["topology", "show", "--json"]) == 0
-    assert '"pipeline.billing.retry.1s"' in capsys.readouterr().out
+    assert '"pipeline.billing.retry.01.1s"' in capsys.readouterr().out

@@ -175,7 +175,7 @@ async def test_exhausted_retries_land_in_the_store_and_reach_the_notifier(settin
     # before; it is not part of the stored copy)
     assert not [name for name in headers if name.startswith("x-") and name != "x-delivery-count"]
     assert (await queue_state(settings, "pipeline.admin-notifier"))[0] == 1
-    for rung in ("100ms", "200ms", "300ms"):
+    for rung in ("01.100ms", "02.200ms", "03.300ms"):
         assert (await queue_state(settings, f"pipeline.doomed.retry.{rung}"))[0] == 0
 
 
@@ -300,8 +300,8 @@ async def test_a_retried_event_leaves_the_same_trace(settings, spans):
         ("publish pipeline.events", "PRODUCER", None),
         ("process pipeline.traced", "CONSUMER", "publish pipeline.events"),
         ("handle things.thing.happened", "INTERNAL", "process pipeline.traced"),
-        ("retry pipeline.traced.retry.100ms", "PRODUCER", "process pipeline.traced"),
-        ("process pipeline.traced", "CONSUMER", "retry pipeline.traced.retry.100ms"),
+        ("retry pipeline.traced.retry.01.100ms", "PRODUCER", "process pipeline.traced"),
+        ("process pipeline.traced", "CONSUMER", "retry pipeline.traced.retry.01.100ms"),
         ("handle things.thing.happened", "INTERNAL", "process pipeline.traced"),
     ]), spans.tree(publish.context.trace_id)
 

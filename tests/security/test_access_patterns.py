@@ -43,7 +43,8 @@ def test_a_consumer_reads_its_own_queues_but_no_other_consumers_or_the_store(rol
     billing = roles["billing"].permission
     assert allows(billing.read, naming.consumer_queue("billing"))
     assert allows(billing.read, naming.express_queue("billing"))
-    for other in (naming.consumer_queue("shipping"), naming.retry_queue("shipping", "1s"),
+    for other in (naming.consumer_queue("shipping"), naming.retry_queue("shipping", 1, "1s"),
+                  "pipeline.shipping.retry.1s",  # an old-named rung
                   naming.DEAD_LETTER_STORE, naming.ADMIN_NOTIFIER_PARKED,
                   naming.ADMIN_NOTIFIER_QUEUE):
         assert not allows(billing.read, other), other
@@ -56,7 +57,8 @@ def test_a_consumer_reads_its_own_queues_but_no_other_consumers_or_the_store(rol
 def test_the_deployer_configures_the_topology_and_the_notifier_reads_only_its_queue(roles):
     deployer = roles["deployer"].permission
     for name in (naming.EVENTS_EXCHANGE, naming.DEAD_LETTER_EXCHANGE, naming.DEAD_LETTER_STORE,
-                 naming.consumer_queue("billing"), naming.retry_queue("billing", "1s")):
+                 naming.consumer_queue("billing"), naming.retry_queue("billing", 1, "1s"),
+                 "pipeline.billing.retry.1s"):  # the migration deletes old-named rungs
         assert allows(deployer.configure, name), name
     notifier = roles[naming.ADMIN_NOTIFIER].permission
     assert allows(notifier.read, naming.ADMIN_NOTIFIER_QUEUE)

@@ -123,7 +123,7 @@ async def test_a_consumer_runs_with_its_user_but_cannot_read_another_consumers_q
     assert "ACCESS_REFUSED" not in billing.log()
     # ...but it cannot read another consumer's queue or the stores, nor publish events.
     for queue in (naming.consumer_queue("shipping"), naming.consumer_queue("audit"),
-                  naming.retry_queue("shipping", secure_settings.ladder[0].label),
+                  naming.retry_queue("shipping", 1, secure_settings.ladder[0].label),
                   naming.DEAD_LETTER_STORE, naming.ADMIN_NOTIFIER_PARKED):
         assert await refused(billing_settings, get_from(queue)), queue
     assert await refused(billing_settings, publish_to(naming.EVENTS_EXCHANGE, "orders.x.y"))

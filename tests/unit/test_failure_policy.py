@@ -45,11 +45,12 @@ def delivery(headers: dict[str, Any] | None = None, **kwargs: Any) -> Delivery:
 @pytest.mark.parametrize("retries_so_far", range(5))
 def test_transient_failures_climb_one_rung_per_retry(retries_so_far):
     decision = decide(TransientError("bank timed out"), retries_so_far, LADDER)
-    assert decision == Retry(LADDER[retries_so_far], retries_so_far + 1)
+    assert decision == Retry(LADDER[retries_so_far], retries_so_far + 1,
+                              retries_so_far + 1)
 
 
 def test_an_unexpected_exception_is_retried_like_a_transient_one():
-    assert decide(KeyError("x"), 0, LADDER) == Retry(LADDER[0], 1)
+    assert decide(KeyError("x"), 0, LADDER) == Retry(LADDER[0], 1, 1)
 
 
 def test_after_the_last_rung_the_message_is_dead_lettered_as_retries_exhausted():
@@ -81,7 +82,7 @@ def test_failure_headers_record_origin_error_and_times_and_drop_broker_headers()
     original = {
         "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         "x-death": [{"count": 1, "reason": "expired"}],
-        "x-first-death-queue": "pipeline.billing.retry.1s",
+        "x-first-death-queue": "pipeline.billing.retry.01.1s",
         "x-delivery-count": 2,
         "custom": "kept",
     }
@@ -237,6 +238,6 @@ def test_a_crash_loops_forged_error_and_count_are_not_shown_as_ours():
     assert stored.error.startswith("no handler error")
     # after a real retry through its own rung, our count on the copy is kept
     forged["x-death"].append({"count": 1, "reason": "expired",
-                              "queue": "pipeline.crashy.retry.100ms"})
+                              "queue": "pipeline.crashy.retry.01.100ms"})
     forged[h.RETRY_COUNT] = 1
     assert StoredMessage.read(FakeMessage(forged), 0).attempts == 2  # type: ignore[arg-type]

@@ -45,10 +45,35 @@ def test_empty_ladder_means_no_retries():
 
 def test_rung_names_sort_next_to_their_consumer_queue():
     assert naming.consumer_queue("billing") == "pipeline.billing"
-    assert naming.retry_queue("billing", "5m") == "pipeline.billing.retry.5m"
-    assert naming.consumer_of_queue("pipeline.billing.retry.5m") == "billing"
+    assert naming.retry_queue("billing", 4, "5m") == "pipeline.billing.retry.04.5m"
+    assert naming.consumer_of_queue("pipeline.billing.retry.04.5m") == "billing"
+    assert naming.consumer_of_queue("pipeline.billing.retry.5m") == "billing"  # an old name
     assert naming.consumer_of_queue("pipeline.billing") == "billing"
     assert naming.consumer_of_queue("pipeline.dead-letter.store") is None
+
+
+def test_rungs_sort_in_ladder_order_as_the_management_ui_lists_them():
+    ladder = RetryLadder.parse("1s,5s,30s,5m,30m")
+    topo = build_topology([Subscription("billing", ("orders.#",))], ladder, 5)
+    rungs = [q.name for q in topo.queues if q.role == "retry"]
+    assert rungs == [f"pipeline.billing.retry.{n}" for n in
+                     ("01.1s", "02.5s", "03.30s", "04.5m", "05.30m")]
+    assert sorted(rungs) == rungs  # the UI's order is the ladder's
+    assert sorted(rung.label for rung in ladder) != [rung.label for rung in ladder]
+
+
+def test_rung_names_are_read_back_new_and_old_and_nothing_else():
+    assert naming.parse_retry_queue("pipeline.billing.retry.03.30s") == naming.RungName(
+        "billing", 3, "30s")
+    assert naming.parse_retry_queue("pipeline.billing.retry.30s") == naming.RungName(
+        "billing", None, "30s")  # the shape before positions: a retired rung
+    for other in ("pipeline.billing", "pipeline.billing.retry.30s.migrating",
+                  "pipeline.billing.retry.x", "pipeline.delay.07.8s", "other.billing.retry.1s"):
+        assert naming.parse_retry_queue(other) is None, other
+    with pytest.raises(ValueError, match="position"):
+        naming.retry_queue("billing", 100, "1s")
+    with pytest.raises(ValueError, match="at most 99 rungs"):
+        RetryLadder.parse(",".join(f"{n}s" for n in range(1, 101)))
 
 
 @pytest.mark.parametrize("name", ["Billing", "bill ing", "", "events", "dead-letter", "a.b"])
@@ -62,7 +87,7 @@ def test_topology_gives_each_consumer_its_own_rungs_dead_lettering_home():
     topo = build_topology(
         [Subscription("billing", ("orders.#",)), Subscription("audit", ("#",))], ladder, 7
     )
-    rung = topo.queue("pipeline.billing.retry.5s")
+    rung = topo.queue("pipeline.billing.retry.02.5s")
     assert rung.arguments["x-message-ttl"] == 5000
     assert rung.arguments["x-dead-letter-exchange"] == ""
     assert rung.arguments["x-dead-letter-routing-key"] == "pipeline.billing"
@@ -93,7 +118,7 @@ def test_a_consumer_declares_only_its_own_queues_and_the_shared_ones():
     )
     names = {q.name for q in topo.subset("billing").queues}
     assert names == {
-        "pipeline.billing", "pipeline.billing.express", "pipeline.billing.retry.1s",
+        "pipeline.billing", "pipeline.billing.express", "pipeline.billing.retry.01.1s",
         "pipeline.dead-letter.store", "pipeline.admin-notifier", "pipeline.admin-notifier.parked",
     }
 

@@ -89,11 +89,11 @@ def test_the_topology_declares_each_consumers_own_rungs_only():
     def rungs(name: str) -> list[str]:
         return [q.name for q in topology.queues_of(name) if q.role == "retry"]
 
-    assert rungs("own") == ["pipeline.own.retry.50ms"]  # two attempts: one retry
+    assert rungs("own") == ["pipeline.own.retry.01.50ms"]  # two attempts: one retry
     assert rungs("once") == []
     assert rungs("usual") == [f"pipeline.usual.retry.{label}"
-                              for label in ("1s", "5s", "30s", "5m", "30m")]
-    ttl = topology.queue("pipeline.own.retry.50ms").arguments["x-message-ttl"]
+                              for label in ("01.1s", "02.5s", "03.30s", "04.5m", "05.30m")]
+    ttl = topology.queue("pipeline.own.retry.01.50ms").arguments["x-message-ttl"]
     assert ttl == 50
 
 

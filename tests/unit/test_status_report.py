@@ -29,7 +29,7 @@ def test_idle_empty_queues_are_fine():
     assert report.is_ok
     [billing] = report.consumers
     assert [label for label, _ in billing.rungs] == ["1s", "5s"]
-    assert billing.rungs[0][1].name == "pipeline.billing.retry.1s"
+    assert billing.rungs[0][1].name == "pipeline.billing.retry.01.1s"
 
 
 def test_ready_messages_without_a_consumer_are_a_problem_but_unacked_ones_are_not():
@@ -46,7 +46,7 @@ def test_ready_messages_without_a_consumer_are_a_problem_but_unacked_ones_are_no
 
 
 def test_messages_waiting_on_a_rung_are_not_a_problem():
-    rung = naming.retry_queue("billing", "5s")
+    rung = naming.retry_queue("billing", 2, "5s")
     listed = listing()
     listed[rung]["messages_ready"] = 7
 
@@ -105,5 +105,5 @@ def test_a_consumer_with_its_own_retry_policy_shows_its_own_rungs():
 
     [status] = report.consumers
     assert [label for label, _ in status.rungs] == ["2s", "1m"]
-    assert [rung.name for _, rung in status.rungs] == ["pipeline.own.retry.2s",
-                                                       "pipeline.own.retry.1m"]
+    assert [rung.name for _, rung in status.rungs] == ["pipeline.own.retry.01.2s",
+                                                       "pipeline.own.retry.02.1m"]

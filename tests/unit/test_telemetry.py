@@ -73,7 +73,7 @@ def test_the_library_works_without_the_sdk_and_passes_the_trace_on():
         assert configure_tracing(PipelineSettings()) is None
         incoming = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
         with tracing.process_span(incoming, "pipeline.billing", "k", "id-1", "billing"):
-            with tracing.publish_span("retry", "pipeline.billing.retry.1s", "k", "id-1"):
+            with tracing.publish_span("retry", "pipeline.billing.retry.01.1s", "k", "id-1"):
                 outgoing = {}
                 tracing.inject(outgoing)
             ids = tracing.current_ids()

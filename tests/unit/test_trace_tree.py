@@ -44,7 +44,7 @@ def retried_event() -> list[SpanRecord]:
             "pipeline.retry.count": 0,
         }),
         span("handle orders.order.placed", "c1", "b1", 6, 8, {"error.type": "TransientError"}),
-        span("retry pipeline.billing.retry.1s", "d1", "b1", 8, 11, {
+        span("retry pipeline.billing.retry.01.1s", "d1", "b1", 8, 11, {
             "pipeline.retry.count": 1, "pipeline.retry.tier": "1s",
             "pipeline.recoverability.action": "retry",
         }),
@@ -64,7 +64,7 @@ def test_a_retried_event_is_drawn_as_one_tree_with_its_wait():
         "└─ process pipeline.billing  7.0 ms  waited 2.0 ms  [billing]  outcome=retried"
         "  error=TransientError",
         "   ├─ handle orders.order.placed  2.0 ms  error=TransientError",
-        "   └─ retry pipeline.billing.retry.1s  3.0 ms  retry=1  rung=1s",
+        "   └─ retry pipeline.billing.retry.01.1s  3.0 ms  retry=1  rung=1s",
         "      └─ process pipeline.billing  4.0 ms  waited 1.00 s  retry=1  outcome=acked",
         "         └─ handle orders.order.placed  2.0 ms",
     ])

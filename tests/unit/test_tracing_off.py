@@ -31,7 +31,7 @@ def test_an_untraced_worker_opens_no_spans_but_passes_the_trace_on():
         TraceContextFilter().filter(record)
         print(record.trace_id, record.span_id)
         # A retry copy, and an event the handler publishes, continue that trace.
-        with tracing.publish_span("retry", "pipeline.billing.retry.1s", "k", "id-1"):
+        with tracing.publish_span("retry", "pipeline.billing.retry.01.1s", "k", "id-1"):
             copy = dict(incoming)
             tracing.inject(copy)
         print(copy["traceparent"], copy["tracestate"])
