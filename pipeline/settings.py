@@ -113,6 +113,12 @@ class PipelineSettings(BaseSettings):
     # Tracing exporters come from the standard OTEL_* variables (docs/tracing.md);
     # this file is ours: spans as JSON lines, for the demo and tests.
     trace_file: Path | None = Field(None, description="append finished spans here as JSON lines")
+    # One span per delivery by default (the CONSUMER process span, which also
+    # records a handler's exception): a second span per delivery is most of
+    # tracing's cost (docs/performance.md), so the handler's own is opt-in.
+    trace_handler_span: bool = Field(
+        False, description="also open an INTERNAL span around each handler call"
+    )
 
     # The event status ledger (docs/ledger.md). Workers batch their outcome
     # records (flushed every ledger_flush_ms or ledger_batch records); the

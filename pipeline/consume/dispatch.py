@@ -42,8 +42,8 @@ class EventDispatcher:
         ladder: RetryLadder | None = None,
     ) -> None:
         self._consumer = consumer
-        # False when no SDK records spans (``tracing.is_enabled``): the
-        # handler span would be a no-op, so it is not opened at all.
+        # Open a handler span: only when an SDK records spans
+        # (``tracing.is_enabled``) and ``PIPELINE_TRACE_HANDLER_SPAN`` asks for it.
         self._traced = traced
         self._runtime = runtime
         self._ladder = ladder

@@ -77,12 +77,17 @@ class WorkerPlan:
 
 
 def standard_middlewares(
-    metrics: PipelineMetrics, event_types: Sequence[str] | None = None
+    metrics: PipelineMetrics, event_types: Sequence[str] | None = None,
+    handler_span: bool = False,
 ) -> tuple[ConsumeMiddleware, ...]:
-    """Metrics outermost, then the CONSUMER span if a recording tracer is installed now."""
+    """Metrics outermost, then the CONSUMER span if a recording tracer is installed now.
+
+    ``handler_span``: the processor opens a span of its own around the handler,
+    which records the handler's exception; otherwise the CONSUMER span does.
+    """
     middlewares: tuple[ConsumeMiddleware, ...] = (MetricsMiddleware(metrics, event_types),)
     if tracing.is_enabled():
-        middlewares = (*middlewares, TracingMiddleware())
+        middlewares = (*middlewares, TracingMiddleware(record_exception=not handler_span))
     return middlewares
 
 
@@ -92,10 +97,13 @@ def plan_for(consumer: Consumer, settings: PipelineSettings, app: App | None = N
     With ``app``, handlers get its runtime (``Context.state``, follow-up
     publishing) and its middlewares wrap the consumer's own. Spans are opened
     per delivery only if a recording tracer provider is installed now
-    (``tracing.is_enabled``): install it before building plans.
+    (``tracing.is_enabled``): install it before building plans. The handler
+    span too only with ``settings.trace_handler_span``.
     """
     metrics = PipelineMetrics()
-    outermost, *inner = standard_middlewares(metrics, list(consumer.routes))
+    # One span per delivery unless the handler's own is asked for (docs/tracing.md).
+    handler_span = settings.trace_handler_span and tracing.is_enabled()
+    outermost, *inner = standard_middlewares(metrics, list(consumer.routes), handler_span)
     # Cancelled events are settled before the handler; the recorder sees every
     # outcome, the cancellation too. Both read or write the broker only from
     # services of their own (docs/ledger.md).
@@ -104,8 +112,7 @@ def plan_for(consumer: Consumer, settings: PipelineSettings, app: App | None = N
     recorder = (LedgerRecorder(consumer.name, settings),) if settings.ledger else ()
     runtime = app.runtime if app is not None else None
     ladder = consumer.retry.ladder_for(settings.ladder)
-    dispatcher = EventDispatcher(consumer, traced=tracing.is_enabled(), runtime=runtime,
-                                 ladder=ladder)
+    dispatcher = EventDispatcher(consumer, traced=handler_span, runtime=runtime, ladder=ladder)
     users = (*(app.middlewares if app is not None else ()), *consumer.middlewares)
     # Waiting for a rate slot happens after a cancel was honoured, before any span.
     limit = (RateLimit(consumer.rate_per_s),) if consumer.rate_per_s is not None else ()

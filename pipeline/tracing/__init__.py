@@ -11,6 +11,8 @@ Importing this package never imports the SDK: only ``sdk`` and ``span_file`` do.
 from pipeline.tracing.spans import (
     carry,
     current_ids,
+    delivery_attributes,
+    delivery_span,
     extract,
     handler_span,
     inject,
@@ -27,6 +29,8 @@ from pipeline.tracing.spans import (
 __all__ = [
     "carry",
     "current_ids",
+    "delivery_attributes",
+    "delivery_span",
     "extract",
     "handler_span",
     "inject",

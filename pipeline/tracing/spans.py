@@ -8,7 +8,8 @@ messaging semantic conventions. See docs/tracing.md for the model:
 
 * publish          PRODUCER  ``publish pipeline.events``
 * process          CONSUMER  ``process pipeline.billing`` (child of the publish)
-* handler          INTERNAL  ``handle orders.order.placed`` (child of process)
+* handler          INTERNAL  ``handle orders.order.placed`` (child of process;
+                             only with ``PIPELINE_TRACE_HANDLER_SPAN=true``)
 * retry            PRODUCER  ``retry pipeline.billing.retry.01.1s`` (child of process;
                              the next process span is its child, so the wait shows)
 * dead-letter      PRODUCER  ``dead-letter pipeline.dead-letter``
@@ -27,7 +28,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.propagators.textmap import Getter
+from opentelemetry.propagators.textmap import Getter, TextMapPropagator
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 TRACER_NAME = "pipeline"
@@ -294,21 +295,88 @@ def process_span(
 
     Without a trace context in the headers it starts a new trace. Exceptions
     are left to the caller to record (``mark_error``): the failure policy
-    settles them inside this span.
+    settles them inside this span. The worker uses ``delivery_span`` and
+    ``delivery_attributes`` instead, which skip the attributes of an
+    unsampled delivery.
     """
     context = extract(headers)
     provider = trace.get_tracer_provider()
     if isinstance(provider, _NO_SDK):
         return _NonRecordingSpan(context)
-    attrs = _attributes("process", queue, routing_key, message_id)
-    attrs["messaging.operation.name"] = "process"
-    attrs["messaging.consumer.group.name"] = consumer
+    attrs = dict(_process_span_args(queue, consumer)[1])
+    attrs.update(_attributes("process", queue, routing_key, message_id))
     if attributes:
         attrs.update(attributes)
     return _recording_span(
         provider, f"process {queue}", context, SpanKind.CONSUMER, attrs,
         record_exception=False,
     )
+
+
+def delivery_span(
+    headers: Mapping[str, Any] | None, queue: str, consumer: str
+) -> AbstractContextManager[Span]:
+    """The CONSUMER span of one delivery, started with only the attributes fixed per queue.
+
+    The rest (``delivery_attributes``) are worth building only when
+    ``span.is_recording()``: an unsampled delivery then costs the sampler's
+    decision and little else. The attributes a sampler can read at the start
+    are the ones that say what the span is (system, operation, queue,
+    consumer group). Raises nothing of its own.
+    """
+    provider = trace.get_tracer_provider()
+    context = _incoming(headers)
+    if isinstance(provider, _NO_SDK):
+        return _NonRecordingSpan(context)
+    name, attributes = _process_span_args(queue, consumer)
+    return _recording_span(provider, name, context, SpanKind.CONSUMER, attributes,
+                           record_exception=False)
+
+
+def delivery_attributes(
+    routing_key: str, message_id: str | None, delivery_tag: int | None, retry_count: int
+) -> dict[str, Any]:
+    """The per-delivery attributes of a process span (see ``delivery_span``)."""
+    attributes: dict[str, Any] = {"pipeline.retry.count": retry_count}
+    if routing_key:  # semconv: conditionally required "if not empty"
+        attributes["messaging.rabbitmq.destination.routing_key"] = routing_key
+    if message_id:
+        attributes["messaging.message.id"] = message_id
+    if delivery_tag is not None:
+        attributes["messaging.rabbitmq.message.delivery_tag"] = delivery_tag
+    return attributes
+
+
+@functools.lru_cache(maxsize=256)
+def _process_span_args(queue: str, consumer: str) -> tuple[str, Mapping[str, Any]]:
+    # A worker consumes one or two queues; the SDK copies the attributes, so
+    # one mapping per queue serves every span.
+    attributes = {
+        "messaging.system": SYSTEM,
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": queue,
+        "messaging.consumer.group.name": consumer,
+    }
+    return f"process {queue}", MappingProxyType(attributes)
+
+
+@functools.cache
+def _fields_of(propagator: TextMapPropagator) -> frozenset[str]:
+    return frozenset(propagator.fields)
+
+
+def _incoming(headers: Mapping[str, Any] | None) -> otel_context.Context | None:
+    """``extract(headers)``, or None (the current context) when no propagator's header is there.
+
+    Without any of those headers ``extract`` returns the current context
+    unchanged, so None is the same answer; the check is one set intersection
+    against the configured propagators' fields, where ``extract`` walks
+    every propagator.
+    """
+    if not headers or _fields_of(propagate.get_global_textmap()).isdisjoint(headers):
+        return None
+    return extract(headers)
 
 
 def handler_span(event_type: str, handler_name: str) -> AbstractContextManager[Span]:
