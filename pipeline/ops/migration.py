@@ -18,8 +18,12 @@ Each step reads its state from the broker, so a migration cut short (kill -9,
 a lost connection) is resumed by running the command again. Nothing is lost:
 an original is acked only after its copy is confirmed. Order is kept: one
 consumer reads each queue and the copies are published in order on one
-channel. A kill between a page's confirms and its acks moves that page again:
-its messages appear twice, as one repeated run (at most ``PAGE`` per kill).
+channel. A kill leaves at most ``PAGE`` messages unacked; the broker returns
+them to the source and the next run moves them again, so those already copied
+appear twice, and the page may come back in another order: RabbitMQ puts a
+returned message back "in its original position if possible", and a classic
+queue on 3.10 was seen putting the copied part of the page behind the rest.
+Outside that one page per kill, the order is exact.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 10 000 stored dead letters, a migration killed with SIGKILL in the middle of
 moving them, the command run again: every message is in the new store, in
-its order (a message copied but not acked when the process died shows up
-twice: the page in flight at the kill is repeated once), and the broker matches the
-declared topology.
+its order except within the page in flight at the kill (a message copied but
+not acked when the process died shows up twice, and RabbitMQ puts the
+unacked messages of that page back "in their original position if possible":
+a classic queue on 3.10 was seen putting the already-copied part behind the
+rest), and the broker matches the declared topology.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from tests.support.waiting import eventually
 from topology import Topology, naming
 
 # Part of `make test-volume` (about a minute here), not of `make test`.
-pytestmark = [pytest.mark.integration, pytest.mark.volume]
+# A generous timeout: the volume suite runs minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.volume, pytest.mark.timeout(400)]
 
 COUNT = 10_000
 HOLDING = naming.migration_queue(naming.DEAD_LETTER_STORE)
@@ -82,15 +85,21 @@ async def _depth(settings: PipelineSettings, name: str) -> int | None:
         return queue.declaration_result.message_count or 0
 
 
-def _runs(positions: list[int]) -> list[tuple[int, int]]:
-    """Consecutive runs in ``positions`` as (start, length)."""
-    runs: list[tuple[int, int]] = []
-    for n in positions:
-        if runs and runs[-1][0] + runs[-1][1] == n:
-            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
-        else:
-            runs.append((n, 1))
-    return runs
+def _out_of_place(order: list[str], ids: list[str]) -> list[int]:
+    """Positions where the first copies of ``order`` differ from ``ids``."""
+    first = list(dict.fromkeys(order))
+    return [n for n, (got, want) in enumerate(zip(first, ids, strict=True)) if got != want]
+
+
+def _repeats(order: list[str]) -> list[int]:
+    """Positions in ``order`` of a message seen earlier."""
+    seen: set[str] = set()
+    repeated = []
+    for n, message_id in enumerate(order):
+        if message_id in seen:
+            repeated.append(n)
+        seen.add(message_id)
+    return repeated
 
 
 async def test_a_migration_killed_midway_and_run_again_loses_and_reorders_nothing(
@@ -128,22 +137,18 @@ async def test_a_migration_killed_midway_and_run_again_loses_and_reorders_nothin
     out, _ = second.communicate(timeout=300)
     assert second.returncode == 0, out
 
-    # Then the quorum store holds every message in order, the holding queue is gone
+    # Then the quorum store holds every message, in order but for one page; no holding queue
     assert await _depth(settings, HOLDING) is None
     shown, total = await list_stored(settings, Selection(), limit=COUNT * 2)
     order = [s.message_id for s in shown]
-    assert list(dict.fromkeys(order)) == ids  # each message where it was, none lost
-    # The page confirmed but not acked at the kill was moved again: one run of repeats.
+    assert sorted(set(order)) == ids  # none lost
+    # The page in flight at the kill (its copied part moved twice) is the only
+    # place where the order may differ: everything else is where it was.
     assert total - COUNT <= migration.PAGE
-    seen: set[str] = set()
-    repeated = []
-    for n, message_id in enumerate(order):
-        if message_id in seen:
-            repeated.append(n)
-        seen.add(message_id)
-    runs = _runs(repeated)
-    where = ", ".join(f"{order[s]}..{order[s + n - 1]} at {s}" for s, n in runs[:5])
-    assert len(runs) <= 1, f"repeats in {len(runs)} runs: {where}"
+    moved = _out_of_place(order, ids)
+    assert not moved or moved[-1] - moved[0] < migration.PAGE, (moved[0], moved[-1])
+    repeated = _repeats(order)
+    assert not repeated or repeated[-1] - repeated[0] < 2 * migration.PAGE, repeated[:3]
     drifts = [d for d in await find_drift(settings, load_topology(settings))
               if d.name == naming.DEAD_LETTER_STORE]
     assert drifts == []
