@@ -32,6 +32,7 @@ from bench import (
     replicas,
     report,
     rung_accuracy,
+    scaling,
     testing,
 )
 from bench.broker import DEFAULT_AMQP, DEFAULT_MANAGEMENT, BrokerTarget, isolated_vhost
@@ -47,6 +48,7 @@ CASES: dict[str, Case] = {
     "publish": publish.run,
     "consume": consume.run,
     "replicas": replicas.run,
+    "scaling": scaling.run,
     "failure": failure_path.run,
     "rung": rung_accuracy.run,
     "delay": delay.run,

@@ -62,6 +62,11 @@ class Scale:
     express_reps: int = 5
     replicas_backlog: int = 4000  # messages per run of the replicas case
     replicas_reps: int = 3  # runs per replica count (each starts its replica processes)
+    scaling_fanouts: tuple[int, ...] = (1, 10, 50)  # queues bound to one published key
+    scaling_publish: int = 1000  # events per side per rep, at each fan-out
+    scaling_backlogs: tuple[int, ...] = (10_000, 100_000)  # events waiting while consuming
+    scaling_consume: int = 5000  # events per timed consume run, at each backlog
+    scaling_reps: int = 3
 
 
 QUICK = Scale(
@@ -69,6 +74,7 @@ QUICK = Scale(
     consume={1: 20, 10: 40, 100: 60}, failure=30, rung_burst=50, rung_reps=1,
     latency_s=0.1, memory_backlog=300, memory_reps=1, warmup=10, outbox_s=0.25, outbox_reps=1,
     express_backlog=200, express_reps=2, replicas_backlog=200, replicas_reps=1,
+    scaling_publish=60, scaling_backlogs=(100, 1000), scaling_consume=100, scaling_reps=1,
 )
 FULL = Scale(
     reps=7, publish_single=1000, publish_batch=5000, batch_size=500,

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = {"publish", "consume", "failure path", "rung accuracy", "latency", "memory", "testing",
-            "ledger", "outbox", "delayed publish", "priority lanes", "replicas"}
+            "ledger", "outbox", "delayed publish", "priority lanes", "replicas", "scaling"}
 
 
 def test_quick_benchmark_prints_its_table_and_writes_every_ratio_to_json(broker, vhost, tmp_path):
@@ -65,6 +65,14 @@ def test_quick_benchmark_prints_its_table_and_writes_every_ratio_to_json(broker,
     replicas = [r for r in results if r["family"] == "replicas"]
     assert [r["case"].split(" ")[0] for r in replicas] == ["1", "2", "4"]
     assert all(r["ours"]["median"] > 0 for r in replicas)
+    scaling = {r["case"]: r for r in results if r["family"] == "scaling"}
+    fanout = [scaling[f"publish_many to {n}"] for n in
+              ("1 bound queue", "10 bound queues", "50 bound queues")]
+    assert all(r["ratio"]["median"] > 0 for r in fanout)
+    assert "linear: 50x" in fanout[2]["note"]
+    deeper = scaling["consume, prefetch 100, backlog of 1,000"]
+    assert deeper["ratio"]["median"] > 0
+    assert "the rate at 100" in deeper["note"]
 
 
 def test_quick_peers_case_compares_ours_with_each_peer_on_both_works(broker, vhost, tmp_path):
