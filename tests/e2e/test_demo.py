@@ -96,7 +96,7 @@ async def test_demo_shows_events_flowing_fills_the_store_and_leaves_nothing_runn
     assert re.search(r"delayed [1-9]\d* placed orders sent with a 3 s delay", result.stdout)
     # The run ends with one retried event's trace as a tree: publish -> retry -> wait.
     assert "One retried event's trace" in result.stdout
-    assert re.search(r"retry pipeline\.\w+\.retry\.1s", result.stdout), result.stdout
+    assert re.search(r"retry pipeline\.\w+\.retry\.01\.1s", result.stdout), result.stdout
     # The 1s rung's wait, from the end of the retry span (the TTL starts when the
     # copy is enqueued, inside that span): "waited 1.0x s", or 9xx ms when the
     # span itself took a few milliseconds on a busy machine.

@@ -66,7 +66,8 @@ def test_queues_page_lists_every_declared_queue_with_its_arguments(broker, vhost
 
 
 def test_a_consumers_queue_sorts_next_to_its_retry_rungs_in_the_ui(broker, vhost):
-    settings = make_settings(broker, vhost)
+    # The default ladder: its labels alone would sort 1s, 30m, 30s, 5m, 5s.
+    settings = make_settings(broker, vhost, retry_delays="1s,5s,30s,5m,30m")
     topology = load_app(settings.app).topology(settings.ladder, settings.delivery_limit)
     apply_topology_with_the_cli(settings)
 
@@ -85,3 +86,6 @@ def test_a_consumers_queue_sorts_next_to_its_retry_rungs_in_the_ui(broker, vhost
         assert own == list(range(own[0], own[0] + len(own))), f"{consumer}'s rungs are apart"
         assert names[own[0]] == f"pipeline.{consumer}"
         assert names[own[1]] == f"pipeline.{consumer}.express"
+        # and the UI lists the rungs in ladder order (1s, 5s, 30s ..., not 1s, 30m, 30s ...)
+        ladder = [q.name for q in topology.queues_of(consumer) if q.role == "retry"]
+        assert [names[i] for i in own[2:]] == ladder
