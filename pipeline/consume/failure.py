@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline import headers as h
 from pipeline.consume.delivery import Delivery, Outcome
+from pipeline.consume.error_text import format_traceback
 from pipeline.consume.protocols import ConsumeGate
 from pipeline.consume.redaction import Redactor, redactor_for
 from pipeline.consume.retry import DEFAULT_POLICY, RetryPolicy
@@ -130,9 +130,7 @@ def _add_error(headers: dict[str, Any], error: BaseException, settings: Pipeline
     headers[h.LAST_FAILED_AT] = now
     redact = redactor_for(settings)
     headers[h.LAST_ERROR] = describe_error(error, settings.error_header_bytes, redact)
-    headers[h.TRACEBACK] = redact(
-        "".join(traceback.format_exception(error)), settings.traceback_header_bytes
-    )
+    headers[h.TRACEBACK] = redact(format_traceback(error), settings.traceback_header_bytes)
 
 
 def parking_headers(
