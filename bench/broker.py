@@ -6,10 +6,11 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_MANAGEMENT = "http://guest:guest@127.0.0.1:15672/"
@@ -27,6 +28,10 @@ class BrokerTarget:
         return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
 
     def _api(self) -> httpx.Client:
+        # Imported here: a memory child process (bench.memory) builds a Bench but never
+        # calls the API, and httpx loads click, rich and pygments (7 MB of RSS) with it.
+        import httpx
+
         parts = urlsplit(self.management_url)
         base = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port or 15672}"))
         return httpx.Client(
@@ -53,6 +58,8 @@ class BrokerTarget:
 
     def facts(self) -> dict[str, Any]:
         """Broker and Erlang versions, for the report (empty values if the API fails)."""
+        import httpx
+
         try:
             with self._api() as api:
                 overview = api.get("/overview").raise_for_status().json()

@@ -33,7 +33,7 @@ from tenacity import (
 from pipeline import header_depth
 from pipeline.connection_watch import BackoffRobustConnection, watch
 from pipeline.errors import BrokerUnreachableError, CredentialsRefusedError
-from pipeline.memory import connect_memory, is_memory_url
+from pipeline.memory.url import is_memory_url
 from pipeline.node_list import address
 from pipeline.settings import PipelineSettings
 
@@ -62,6 +62,9 @@ async def connect(settings: PipelineSettings, name: str) -> AbstractRobustConnec
     header_depth.install()  # a deeply nested header must not kill the frame reader
     url = settings.amqp_url.get_secret_value()
     if is_memory_url(url):
+        # Imported here: only a memory:// URL needs the in-process broker.
+        from pipeline.memory.transport import connect_memory
+
         connection = await connect_memory(
             url, name, settings.reconnect_interval_s, settings.connect_timeout_s
         )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity
 
 from pipeline.errors import TopologyError, TopologyMismatchError
-from pipeline.memory.transport import MemoryConnection
 from topology import Topology, apply_topology, naming
 from topology import TopologyMismatchError as _DeclareMismatch
 
@@ -23,12 +23,19 @@ async def declare_topology(connection: AbstractConnection, topology: Topology) -
     Raises ``pipeline.errors.TopologyMismatchError`` (exit code 4) naming each
     object that exists with other arguments; nothing is deleted.
     """
-    if isinstance(connection, MemoryConnection):
+    if _is_memory(connection):
         topology = without_delays(without_streams(topology))
     try:
         await apply_topology(connection, topology)
     except _DeclareMismatch as exc:
         raise TopologyMismatchError(exc.mismatches) from None
+
+
+def _is_memory(connection: AbstractConnection) -> bool:
+    # A connection to the in-process broker exists only once its transport was
+    # imported; looking there keeps RabbitMQ processes from loading pipeline.memory.
+    transport = sys.modules.get("pipeline.memory.transport")
+    return transport is not None and isinstance(connection, transport.MemoryConnection)
 
 
 async def declare_or_verify(connection: AbstractConnection, topology: Topology) -> None:

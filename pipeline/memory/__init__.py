@@ -24,11 +24,45 @@ persisted; a broker lives as long as the event loop that started it.
     errors.py     AMQP reply codes and texts
 """
 
-from pipeline.memory.broker import MemoryBroker
-from pipeline.memory.clock import VirtualClock
-from pipeline.memory.registry import broker_for, discard, find_broker, open_broker
-from pipeline.memory.transport import connect_memory
-from pipeline.memory.url import MemoryAddress, is_memory_url
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.memory.broker import MemoryBroker
+    from pipeline.memory.clock import VirtualClock
+    from pipeline.memory.registry import broker_for, discard, find_broker, open_broker
+    from pipeline.memory.transport import connect_memory
+    from pipeline.memory.url import MemoryAddress, is_memory_url
+
+# Loaded on first use (PEP 562): every process imports this package through
+# pipeline.connection, and only a memory:// URL needs the broker behind it.
+_HOMES = {
+    "MemoryAddress": "pipeline.memory.url",
+    "MemoryBroker": "pipeline.memory.broker",
+    "VirtualClock": "pipeline.memory.clock",
+    "broker_for": "pipeline.memory.registry",
+    "connect_memory": "pipeline.memory.transport",
+    "discard": "pipeline.memory.registry",
+    "find_broker": "pipeline.memory.registry",
+    "is_memory_url": "pipeline.memory.url",
+    "open_broker": "pipeline.memory.registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'pipeline.memory' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
 
 __all__ = [
     "MemoryAddress",

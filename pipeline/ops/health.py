@@ -21,15 +21,15 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
-
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigurationError
 from pipeline.ops.protocols import MetricsSource
-from pipeline.ops.queue_depth import QueueDepths
 from pipeline.settings import PipelineSettings
 from topology import QueueSpec
+
+if TYPE_CHECKING:
+    from pipeline.ops.queue_depth import QueueDepths
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,9 @@ class HealthServer:
         if path == "/metrics":
             if self._depths is not None:
                 await self._depths.refresh()
+            # Imported on the first scrape: a worker without a health port never loads it.
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
             return 200, CONTENT_TYPE_LATEST, generate_latest(self.metrics.registry)
         return 404, JSON, _json({"error": f"no such path {path}; try /healthz, /readyz, /metrics"})
 
@@ -168,6 +171,9 @@ async def serving_health(
     if settings.health_port == 0:
         yield None
         return
+    # Imported only when serving: it loads prometheus-client and the management client.
+    from pipeline.ops.queue_depth import QueueDepths
+
     depths = QueueDepths(settings, queues) if queues else None
     server = HealthServer(probe, metrics, depths)
     try:
