@@ -30,4 +30,14 @@ if ! port_open 15672; then
   fi
 fi
 port_open 15672 || { echo "The management API on 127.0.0.1:15672 is not answering" >&2; exit 3; }
+# RabbitMQ 3.10-4.x: a burst of deleted quorum queues with at-least-once
+# dead-lettering (a test suite deleting its vhosts on a loaded machine) can
+# exhaust the restart intensity of the broker's dead-letter worker supervisor;
+# from then on every such queue fails to start its leader (INTERNAL_ERROR on
+# declare). Upstream: rabbitmq/rabbitmq-server#16652. Restart it if it is gone.
+if command -v rabbitmqctl >/dev/null 2>&1 \
+    && [ "$(rabbitmqctl eval 'whereis(rabbit_fifo_dlx_sup).' 2>/dev/null)" = "undefined" ]; then
+  echo "RabbitMQ's dead-letter worker supervisor is down (rabbitmq-server#16652): restarting it"
+  rabbitmqctl eval 'supervisor:restart_child(rabbit_sup, rabbit_fifo_dlx_sup).' >/dev/null
+fi
 echo "RabbitMQ is up: amqp://127.0.0.1:$amqp_port  management UI: http://127.0.0.1:15672/"
