@@ -112,10 +112,27 @@ def _frames(tb: TracebackType | None) -> str:
             lines.append(f"  [Previous line repeated {entry} more times]\n")
             continue
         code, lineno, module_globals = entry
-        lines.append(f'  File "{code.co_filename}", line {lineno}, in {code.co_name}\n')
-        # The source line from linecache's copy (read once per file, never
-        # re-stat'ed here: a deploy restarts the process anyway).
-        source = linecache.getline(code.co_filename, lineno, module_globals).strip()
-        if source:
-            lines.append(f"    {source}\n")
+        text = _FRAME_TEXT.get((code, lineno))
+        if text is None:
+            text = _frame_text(code, lineno, module_globals)
+        lines.append(text)
     return "".join(lines)
+
+
+# The two lines of a frame, by (code, line): a handler that keeps failing the
+# same way formats the same frames again and again. Bounded: cleared when full.
+_FRAME_TEXT: dict[tuple[CodeType, int], str] = {}
+_FRAME_TEXT_MAX = 1024
+
+
+def _frame_text(code: CodeType, lineno: int, module_globals: dict[str, Any]) -> str:
+    text = f'  File "{code.co_filename}", line {lineno}, in {code.co_name}\n'
+    # The source line from linecache's copy (read once per file, never
+    # re-stat'ed here: a deploy restarts the process anyway).
+    source = linecache.getline(code.co_filename, lineno, module_globals).strip()
+    if source:
+        text += f"    {source}\n"
+    if len(_FRAME_TEXT) >= _FRAME_TEXT_MAX:
+        _FRAME_TEXT.clear()
+    _FRAME_TEXT[code, lineno] = text
+    return text

@@ -194,7 +194,7 @@ class LadderPolicy:
     ) -> Outcome:
         headers[h.RETRY_COUNT] = delivery.retry_count
         headers[h.DEAD_LETTER_REASON] = decision.reason.value
-        headers[h.DEAD_LETTERED_AT] = h.now_iso()
+        headers[h.DEAD_LETTERED_AT] = headers[h.LAST_FAILED_AT]  # this failure's clock reading
         exchange = naming.DEAD_LETTER_EXCHANGE
         hop = Hop("dead-letter", exchange, exchange, delivery.origin_routing_key, {
             "pipeline.recoverability.action": "dead-letter",
