@@ -38,9 +38,9 @@ class Stats:
 
 @dataclass(frozen=True)
 class Target:
-    """A goal from the issue: on the ratio (ours/raw) or on our own value."""
+    """A goal from the issue: on the ratio (ours/raw), our own value, or ours - raw."""
 
-    on: Literal["ratio", "value"]
+    on: Literal["ratio", "value", "difference"]
     at_least: float | None = None
     at_most: float | None = None
 
@@ -51,6 +51,8 @@ class Target:
 
     def describe(self, unit: str) -> str:
         suffix = "x" if self.on == "ratio" else f" {unit}"
+        if self.on == "difference":
+            suffix += " over raw"
         if self.at_least is not None:
             return f">= {self.at_least:g}{suffix}"
         return f"<= {self.at_most:g}{suffix}"
@@ -112,7 +114,12 @@ class Result:
         """The median the target applies to."""
         if self.target is None:
             return None
-        samples = self.ratios if self.target.on == "ratio" else self.ours
+        samples = {
+            "ratio": self.ratios,
+            "value": self.ours,
+            # ours - raw within each rep, like the ratios
+            "difference": [o - r for o, r in zip(self.ours, self.raw, strict=False)],
+        }[self.target.on]
         return Stats.of(samples).median if samples else None
 
     @property

@@ -150,7 +150,10 @@ async def run(bench: Bench) -> list[Result]:
     for label in ("idle", "under load"):
         ours, raws = await _compare(bench, label == "under load")
         for stat in ("p50", "p99", "max"):
-            target = Target("value", at_most=1.05) if (label, stat) == ("idle", "p99") else None
+            # Issue 19: within 0.02 s of a raw consumer on the same burst (an absolute
+            # 1.05 s is not a fair target on a shared 2-core machine).
+            target = (Target("difference", at_most=0.02) if (label, stat) == ("idle", "p99")
+                      else None)
             results.append(Result(
                 FAMILY, f"1s rung, {stat}, burst of {scale.rung_burst}, {label}", "s", False,
                 [o[stat] for o in ours], [r[stat] for r in raws], target=target,
