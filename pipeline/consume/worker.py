@@ -18,6 +18,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from pipeline import tracing
 from pipeline.consume.delivery import Delivery, Outcome
+from pipeline.consume.inbound import DirectConsumers
 from pipeline.consume.middleware import chain
 from pipeline.consume.protocols import CallNext, ConsumeMiddleware, FailurePolicy, Processor
 
@@ -63,6 +64,8 @@ class Worker:
         self._in_flight = 0  # deliveries between arrival and settling
         self._idle = asyncio.Event()
         self._idle.set()
+        # Deliveries come from aiormq straight to _on_message (inbound.py).
+        self._consumers = DirectConsumers(channel, self._on_message)
 
     @property
     def in_flight(self) -> int:
@@ -105,7 +108,7 @@ class Worker:
                 return
             # Express first: after a pause its waiting events are taken before the queue's.
             for queue in reversed(self._queues):
-                self._tags.append((queue, await queue.consume(self._on_message)))
+                self._tags.append((queue, await self._consumers.consume(queue)))
 
     async def pause(self, hold: str = "gate") -> None:
         """Hold consuming paused: cancel the consumer tags, in-flight deliveries carry on."""
@@ -134,6 +137,7 @@ class Worker:
     async def _cancel_tags(self) -> None:
         tags, self._tags = self._tags, []
         for queue, tag in tags:
+            self._consumers.forget(tag)
             try:
                 await queue.cancel(tag)
             except Exception as exc:  # a dead channel delivers nothing more anyway
