@@ -14,12 +14,14 @@ Reconnection stays aio-pika's: the consumer is registered through
 ``queue.consume`` as before, so the robust queue records it and restores it
 after a reconnect; only the callback aiormq calls for its consumer tag is
 replaced, and replaced again each time the channel is reopened. Should the
-replacement ever be missing, deliveries take aio-pika's own path to the same
-worker callback.
+replacement ever be missing (a consumer restored after the reopen callbacks
+ran), deliveries take aio-pika's own path to the same worker callback, and
+the first of them puts the replacement back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -113,20 +115,22 @@ class DirectConsumers:
 
     ``consume`` registers through aio-pika (which restores the consumer after a
     reconnect) and then points aiormq's callback for the tag at ours; the
-    channel's reopen callback does that again for every tag still consumed.
+    channel's reopen callback does that again for every tag still consumed, and
+    so does a delivery that still arrived through aio-pika's wrapper.
     """
 
     def __init__(self, channel: AbstractChannel, on_message: OnMessage) -> None:
         self._channel = channel
         self._on_message = on_message
         self._tags: set[ConsumerTag] = set()
+        self._redirecting: asyncio.Task[None] | None = None
         reopened = getattr(channel, "reopen_callbacks", None)  # a robust channel's
         if reopened is not None:
             reopened.add(self._on_reopen)
 
     async def consume(self, queue: AbstractQueue) -> ConsumerTag:
         """Start consuming ``queue``; raises as ``queue.consume`` does."""
-        tag = await queue.consume(self._on_message)
+        tag = await queue.consume(self._via_aio_pika)
         self._tags.add(tag)
         await self._redirect()
         return tag
@@ -137,6 +141,13 @@ class DirectConsumers:
 
     async def _on_delivered(self, delivered: DeliveredMessage) -> Any:
         return await self._on_message(InboundMessage(delivered))
+
+    async def _via_aio_pika(self, message: AbstractIncomingMessage) -> Any:
+        # Only when aiormq's callback for the tag is aio-pika's again (a consumer
+        # restored after a reconnect): process it, and redirect once more.
+        if self._redirecting is None or self._redirecting.done():
+            self._redirecting = asyncio.create_task(self._on_reopen())
+        return await self._on_message(message)
 
     async def _redirect(self) -> None:
         if not self._tags or not hasattr(self._channel, "get_underlay_channel"):

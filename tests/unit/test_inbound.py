@@ -79,3 +79,70 @@ def test_an_inbound_ack_is_queued_without_waiting_for_the_flush_and_only_once():
     with pytest.raises(MessageProcessError):
         asyncio.run(message.nack())
     assert channel.acks == [(42, False, False)]
+
+
+class _Underlay:
+    def __init__(self) -> None:
+        self.consumers: dict[str, object] = {}
+
+
+class _RobustChannel:
+    """The parts of a robust aio-pika channel DirectConsumers uses."""
+
+    def __init__(self) -> None:
+        self.underlay = _Underlay()
+        self.reopened: list[object] = []
+        self.reopen_callbacks = self  # add() below
+
+    def add(self, callback: object) -> None:
+        self.reopened.append(callback)
+
+    async def get_underlay_channel(self) -> _Underlay:
+        return self.underlay
+
+
+class _Queue:
+    """queue.consume as aio-pika does it: aiormq's callback for the tag is aio-pika's wrapper."""
+
+    def __init__(self, channel: _RobustChannel) -> None:
+        self.channel = channel
+        self.callback: object = None
+
+    async def consume(self, callback: object) -> str:
+        self.callback = callback
+        self.channel.underlay.consumers["ctag"] = "aio-pika's wrapper"
+        return "ctag"
+
+
+def test_deliveries_come_from_aiormq_directly_again_after_the_consumer_was_restored():
+    from pipeline.consume.inbound import DirectConsumers
+
+    seen: list[object] = []
+
+    async def on_message(message: object) -> None:
+        seen.append(message)
+
+    async def scenario() -> None:
+        channel = _RobustChannel()
+        queue = _Queue(channel)
+        direct = DirectConsumers(channel, on_message)  # type: ignore[arg-type]
+        # Given: consuming; aiormq calls ours for the tag.
+        assert await direct.consume(queue) == "ctag"  # type: ignore[arg-type]
+        assert channel.underlay.consumers["ctag"] == direct._on_delivered
+        # When: a reconnect restores the consumer through aio-pika (its wrapper again)...
+        channel.underlay.consumers["ctag"] = "aio-pika's wrapper"
+        await queue.callback("a message")  # type: ignore[operator]
+        await asyncio.sleep(0)
+        # Then: that delivery is processed, and the next ones come directly again.
+        assert seen == ["a message"]
+        assert channel.underlay.consumers["ctag"] == direct._on_delivered
+        # And a channel reopen redirects too; a cancelled tag is left alone.
+        channel.underlay.consumers["ctag"] = "aio-pika's wrapper"
+        await channel.reopened[0]()  # type: ignore[operator]
+        assert channel.underlay.consumers["ctag"] == direct._on_delivered
+        direct.forget("ctag")  # type: ignore[arg-type]
+        channel.underlay.consumers["ctag"] = "aio-pika's wrapper"
+        await channel.reopened[0]()  # type: ignore[operator]
+        assert channel.underlay.consumers["ctag"] == "aio-pika's wrapper"
+
+    asyncio.run(scenario())
