@@ -1,9 +1,10 @@
 """The consumer runtime: consume one queue, process concurrently, settle each delivery.
 
 At most ``prefetch`` deliveries are unacked at once (``basic.qos``), and
-aio-pika runs each delivery in its own task, so handlers run concurrently
-up to the prefetch. A delivery is acked only after its handler succeeded, or
-after the failure policy stored its retry or dead-letter copy.
+aiormq runs each delivery in its own task (``inbound.py``: beneath aio-pika's
+consumer wrapper), so handlers run concurrently up to the prefetch. A
+delivery is acked only after its handler succeeded, or after the failure
+policy stored its retry or dead-letter copy.
 """
 
 from __future__ import annotations
