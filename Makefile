@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DURATION ?= 0
 
-.PHONY: run test test-faults test-browser test-volume test-cluster console-screenshots test-all setup broker lint typecheck check bench bench-peers bench-smoke clean
+.PHONY: run test test-faults test-browser test-volume test-cluster test-bench console-screenshots test-all setup broker lint typecheck check bench bench-peers bench-smoke clean
 
 $(BIN)/pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ run: setup broker
 
 ## The test suite against the real broker (each test in its own vhost); < 10 min.
 test: setup broker
-	$(BIN)/pytest -m "not faults and not browser and not volume and not cluster"
+	$(BIN)/pytest -m "not faults and not browser and not volume and not cluster and not bench"
 
 ## Fault injection on throwaway broker nodes (kill -9, alarms, closed connections, fuzzing).
 test-faults: setup broker
@@ -32,6 +32,10 @@ test-faults: setup broker
 ## A three-node throwaway cluster: the leader of a consumer queue killed under load.
 test-cluster: setup broker
 	$(BIN)/pytest -m cluster
+
+## The benchmark's quick run, every case and the peers (checks it works, not speed; minutes).
+test-bench: setup broker
+	$(BIN)/pytest -m bench
 
 ## 100 000 stored dead letters read to the last; 10 000 migrated through a kill (minutes).
 test-volume: setup broker
@@ -46,7 +50,7 @@ console-screenshots: setup broker
 	CONSOLE_SCREENSHOTS=docs/images $(BIN)/pytest -m browser
 
 ## Everything CI runs.
-test-all: test test-faults test-browser test-volume test-cluster
+test-all: test test-faults test-browser test-volume test-cluster test-bench
 
 lint: setup
 	$(BIN)/ruff check pipeline topology consumers tests bench
