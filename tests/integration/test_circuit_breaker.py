@@ -15,11 +15,11 @@ from tests.conftest import with_settings
 from tests.support.events import ThingHappened
 from tests.support.runtime import queue_state, running
 from tests.support.waiting import eventually
+from topology import naming
 
 pytestmark = pytest.mark.integration
 
 EVENTS = 12
-RUNG_PREFIX = "pipeline.things.retry."
 
 
 def metric(plan, name: str) -> float:
@@ -29,8 +29,9 @@ def metric(plan, name: str) -> float:
 
 async def on_rungs(settings, plan) -> int:
     total = 0
-    for rung in plan.ladder:
-        total += (await queue_state(settings, f"{RUNG_PREFIX}{rung.label}"))[0]
+    for position, rung in enumerate(plan.ladder, start=1):
+        rung_queue = naming.retry_queue("things", position, rung.label)
+        total += (await queue_state(settings, rung_queue))[0]
     return total
 
 
