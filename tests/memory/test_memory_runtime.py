@@ -8,6 +8,7 @@ import logging
 from pipeline import App, BlockingPublisher, Consumer, PermanentError, Publisher
 from pipeline.declare import declare_topology
 from pipeline.memory import find_broker
+from pipeline.memory.broker import MemoryBroker
 from pipeline.memory.url import MemoryAddress
 from pipeline.ops.drift import find_drift
 from pipeline.ops.status import read_status
@@ -84,6 +85,9 @@ async def test_a_dropped_connection_is_restored_and_consuming_goes_on(settings, 
             await eventually(lambda: _handled(handled, [1]))
             broker = find_broker(MemoryAddress.parse(settings.amqp_url.get_secret_value()).node)
             assert broker is not None
+            # The handler ran before its ack (ack after the handler): wait for the
+            # ack to reach the broker, or the restart below redelivers event 1.
+            await eventually(lambda: _settled(broker))
             broker.disconnect_all()  # as a broker restart would
 
             async def restored() -> None:
@@ -100,6 +104,10 @@ async def test_a_dropped_connection_is_restored_and_consuming_goes_on(settings, 
 
 async def _handled(handled: list[int], expected: list[int]) -> None:
     assert handled == expected
+
+
+async def _settled(broker: MemoryBroker) -> None:
+    assert broker.unacked() == 0
 
 
 async def test_queue_depth_gauges_read_the_in_memory_queues(settings):
