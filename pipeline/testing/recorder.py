@@ -31,14 +31,21 @@ class OutcomeRecorder:
 
     Outermost, so a delivery counts as in flight from before its handler runs
     until after it is settled and every other middleware has seen it.
+    ``attempts`` lists them in the order they started: a handler that publishes
+    a follow-up event comes before the follow-up's handler, even when that one
+    is settled first (they run concurrently).
     """
 
     def __init__(self, now: Callable[[], float]) -> None:
         self.attempts: list[Attempt] = []
         self.in_flight = 0
         self._now = now
+        self._started = 0
+        self._order: list[int] = []  # the start number of each entry of ``attempts``
 
     async def __call__(self, delivery: Delivery, call_next: CallNext) -> Outcome:
+        number = self._started
+        self._started += 1
         self.in_flight += 1
         try:
             outcome = await call_next(delivery)
@@ -46,7 +53,11 @@ class OutcomeRecorder:
             self.in_flight -= 1
         decision = delivery.decision
         error = delivery.error
-        self.attempts.append(Attempt(
+        place = len(self._order)
+        while place and self._order[place - 1] > number:
+            place -= 1
+        self._order.insert(place, number)
+        self.attempts.insert(place, Attempt(
             consumer=delivery.consumer,
             event_id=delivery.message_id,
             outcome=outcome,
