@@ -42,7 +42,8 @@ async def test_a_delayed_event_is_scheduled_in_the_ledger_and_a_cancel_stops_it(
     ledger = Ledger(ledger_settings.ledger_url)
     plan = ledger_plan(ledger_settings, [billing.subscription])
     async with running(ledger_settings, app, plan), running(ledger_settings, app, billing):
-        cancelled = await publish(ledger_settings, 1, "--delay", "4s")
+        # Long enough for two more CLI runs (publish, cancel) on a loaded machine.
+        cancelled = await publish(ledger_settings, 1, "--delay", "10s")
         due = datetime.fromisoformat(cancelled["due_at"])
         kept = await publish(ledger_settings, 2, "--at", (due - timedelta(seconds=2)).isoformat())
 
@@ -64,6 +65,6 @@ async def test_a_delayed_event_is_scheduled_in_the_ledger_and_a_cancel_stops_it(
             assert first.state is State.CANCELLED, first
             assert second.state is State.COMPLETED, second
 
-        await eventually(settled, timeout=20)
+        await eventually(settled, timeout=30)
     ledger.close()
     assert handled == [2]
