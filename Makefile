@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DURATION ?= 0
 
-.PHONY: run test test-faults test-browser test-volume test-cluster test-bench console-screenshots test-all setup broker lint typecheck check bench bench-peers bench-smoke clean
+.PHONY: run test test-faults test-browser test-volume test-cluster test-bench console-screenshots test-all setup broker lint typecheck check bench bench-all bench-peers bench-smoke clean
 
 $(BIN)/pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,9 +60,13 @@ typecheck: setup
 
 check: lint typecheck test-all
 
-## Our pipeline vs raw aio-pika in one run (< 10 min): table + bench/results/latest.json.
+## The cases with targets, ours vs raw aio-pika in one run (< 10 min): table + bench/results/latest.json.
 bench: setup broker
 	$(BIN)/python -m bench --json bench/results/latest.json
+
+## Every case (ledger, outbox, delays, lanes, replicas, scaling, consume at prefetch 1/10/100).
+bench-all: setup broker
+	$(BIN)/python -m bench --all --json bench/results/all.json
 
 ## FastStream, Dramatiq and Celery beside ours and raw aio-pika (bench/peers/):
 ## table + bench/results/peers.json; `python -m bench.report --peers FILE` for the README.

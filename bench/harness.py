@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import aio_pika
@@ -81,6 +81,8 @@ FULL = Scale(
     consume={1: 1000, 10: 2000, 100: 4000}, failure=1000, rung_burst=1000, rung_reps=3,
     latency_s=3.0, memory_backlog=10_000, memory_reps=3,
 )
+# `make bench`: FULL with consume at prefetch 100 only (the rows with targets).
+TARGETS = replace(FULL, consume={100: FULL.consume[100]})
 
 
 @dataclass(frozen=True)
