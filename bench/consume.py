@@ -20,7 +20,6 @@ from typing import Any
 
 from aio_pika import connect
 
-from bench import raw
 from bench.broker import BrokerTarget
 from bench.harness import (
     Bench,
@@ -33,6 +32,7 @@ from bench.harness import (
     fill,
     our_worker,
     purge,
+    raw_drain,
 )
 from bench.results import Result, Sample, Target, interleave
 from bench.tracing_sdk import install_tracing
@@ -62,16 +62,7 @@ async def _ours(bench: Bench, queue: str, prefetch: int, count: int) -> Sample:
 async def _raw(bench: Bench, queue: str, prefetch: int, count: int) -> Sample:
     await purge(bench.amqp_url, queue)
     await fill(bench.amqp_url, queue, envelope_messages(range(count)))
-    tally = Tally(count)
-
-    async def handle(data: dict[str, Any]) -> None:
-        tally.hit()
-
-    async with raw.raw_channel(bench.amqp_url) as channel:
-        clock = Stopwatch()
-        await raw.consume(channel, queue, prefetch, handle)
-        await tally.wait()
-        return clock.sample(count)
+    return await raw_drain(bench, queue, prefetch, count)
 
 
 async def _setup(bench: Bench) -> None:

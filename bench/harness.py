@@ -14,6 +14,7 @@ from aio_pika.abc import AbstractChannel
 
 from bench.broker import BrokerTarget
 from bench.raw import NOTE, raw_channel
+from bench.raw import consume as raw_consume
 from bench.results import Sample
 from pipeline import App, Consumer, Event, PipelineSettings, Publisher, envelope
 from pipeline.connection import connect
@@ -248,6 +249,22 @@ class Stopwatch:
         wall = time.perf_counter() - self._wall
         cpu = time.process_time() - self._cpu
         return Sample(count / wall, cpu / count * 1e6)
+
+
+async def raw_drain(
+    bench: Bench, queue: str, prefetch: int, count: int, timeout_s: float = 120.0
+) -> Sample:
+    """Raw aio-pika consumes ``count`` messages of ``queue`` (already filled): the timed run."""
+    tally = Tally(count)
+
+    async def handle(data: dict[str, Any]) -> None:
+        tally.hit()
+
+    async with raw_channel(bench.amqp_url) as channel:
+        clock = Stopwatch()
+        await raw_consume(channel, queue, prefetch, handle)
+        await tally.wait(timeout_s)
+        return clock.sample(count)
 
 
 class AfterSettle:

@@ -31,7 +31,7 @@ import asyncio
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
@@ -49,6 +49,7 @@ from bench.harness import (
     fill,
     our_worker,
     purge,
+    raw_drain,
 )
 from bench.results import Result, Sample
 from pipeline import Publisher
@@ -244,16 +245,7 @@ async def _ours(bench: Bench, queue: str, count: int) -> Sample:
 
 
 async def _raw(bench: Bench, queue: str, count: int) -> Sample:
-    tally = Tally(count)
-
-    async def handle(data: dict[str, Any]) -> None:
-        tally.hit()
-
-    async with raw.raw_channel(bench.amqp_url) as channel:
-        clock = Stopwatch()
-        await raw.consume(channel, queue, PREFETCH, handle)
-        await tally.wait()
-        return clock.sample(count)
+    return await raw_drain(bench, queue, PREFETCH, count)
 
 
 async def _backlog(bench: Bench) -> list[Result]:

@@ -12,12 +12,11 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 
 import aio_pika
 
 from bench import raw
-from bench.harness import Bench, Stopwatch, Tally, fill
+from bench.harness import Bench, fill, raw_drain
 from bench.peers.ours import PeerEvent, backlog
 from bench.peers.work import OURS_QUEUE, PREFETCH, Send, payload, purge
 from bench.results import Sample
@@ -61,13 +60,4 @@ class RawConsume:
     async def drain(self, bench: Bench, count: int) -> Sample:
         await purge(bench.amqp_url, OURS_QUEUE)
         await fill(bench.amqp_url, OURS_QUEUE, backlog(count))
-        tally = Tally(count)
-
-        async def handle(data: dict[str, Any]) -> None:
-            tally.hit()
-
-        async with raw.raw_channel(bench.amqp_url) as channel:
-            clock = Stopwatch()
-            await raw.consume(channel, OURS_QUEUE, PREFETCH, handle)
-            await tally.wait(300)
-            return clock.sample(count)
+        return await raw_drain(bench, OURS_QUEUE, PREFETCH, count, timeout_s=300)

@@ -28,6 +28,7 @@ from pipeline.declare import declare_topology
 from pipeline.ops import migration
 from pipeline.ops.drift import find_drift
 from pipeline.store import Selection, list_stored
+from tests.support.runtime import ready_or_none
 from tests.support.store import cli_env
 from tests.support.waiting import eventually
 from topology import Topology, naming
@@ -74,17 +75,6 @@ def _migrate(settings: PipelineSettings, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-async def _depth(settings: PipelineSettings, name: str) -> int | None:
-    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
-    async with connection:
-        channel = await connection.channel()
-        try:
-            queue = await channel.declare_queue(name, passive=True)
-        except aio_pika.exceptions.ChannelNotFoundEntity:
-            return None
-        return queue.declaration_result.message_count or 0
-
-
 def _out_of_place(order: list[str], ids: list[str]) -> list[int]:
     """Positions where the first copies of ``order`` differ from ``ids``."""
     first = list(dict.fromkeys(order))
@@ -115,22 +105,22 @@ async def test_a_migration_killed_midway_and_run_again_loses_and_reorders_nothin
     assert dry.returncode == 0, out
     assert naming.DEAD_LETTER_STORE in out
     assert "classic -> quorum" in out
-    assert await _depth(settings, HOLDING) is None
-    assert await _depth(settings, naming.DEAD_LETTER_STORE) == COUNT
+    assert await ready_or_none(settings, HOLDING) is None
+    assert await ready_or_none(settings, naming.DEAD_LETTER_STORE) == COUNT
 
     # When the migration is killed once some thousands have moved
     first = _migrate(settings)
 
     async def midway() -> None:
         assert first.poll() is None, "the migration finished before it could be killed"
-        held = await _depth(settings, HOLDING)
+        held = await ready_or_none(settings, HOLDING)
         assert held is not None
         assert held >= 2000
 
     await eventually(midway, timeout=60, interval=0.1)
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=10)
-    assert 0 < (await _depth(settings, HOLDING) or 0) < COUNT + migration.PAGE
+    assert 0 < (await ready_or_none(settings, HOLDING) or 0) < COUNT + migration.PAGE
 
     # And run again to the end
     second = _migrate(settings)
@@ -138,7 +128,7 @@ async def test_a_migration_killed_midway_and_run_again_loses_and_reorders_nothin
     assert second.returncode == 0, out
 
     # Then the quorum store holds every message, in order but for one page; no holding queue
-    assert await _depth(settings, HOLDING) is None
+    assert await ready_or_none(settings, HOLDING) is None
     shown, total = await list_stored(settings, Selection(), limit=COUNT * 2)
     order = [s.message_id for s in shown]
     assert sorted(set(order)) == ids  # none lost

@@ -27,7 +27,7 @@ from pipeline.declare import declare_topology
 from pipeline.ops.drift import find_drift
 from tests.conftest import with_settings
 from tests.support.events import ThingHappened
-from tests.support.runtime import running
+from tests.support.runtime import ready_or_none, running
 from tests.support.store import cli_env, run_cli
 from tests.support.waiting import eventually
 from topology import Topology, naming
@@ -74,17 +74,6 @@ def _waiting_retry(n: int) -> aio_pika.Message:
         headers={h.RETRY_COUNT: 1, h.ORIGIN_QUEUE: naming.consumer_queue(CONSUMER)})
 
 
-async def _depth(settings: PipelineSettings, name: str) -> int | None:
-    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
-    async with connection:
-        channel = await connection.channel()
-        try:
-            queue = await channel.declare_queue(name, passive=True)
-        except aio_pika.exceptions.ChannelNotFoundEntity:
-            return None
-        return queue.declaration_result.message_count or 0
-
-
 async def test_old_named_rungs_drain_into_their_consumer_and_are_deleted_once_empty(
     settings: PipelineSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -119,31 +108,31 @@ async def test_old_named_rungs_drain_into_their_consumer_and_are_deleted_once_em
     assert await run_cli(["topology", "migrate", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"{LONG}: 20 messages, TTL 15000 ms; wait: drains into pipeline.upgraded by" in out
-    assert await _depth(settings, LONG) == 20
-    assert [await _depth(settings, name) for name in new_rungs] == [None] * 3
+    assert await ready_or_none(settings, LONG) == 20
+    assert [await ready_or_none(settings, name) for name in new_rungs] == [None] * 3
 
     # When it runs while the long rung still holds its retries
     async def short_drained() -> None:
-        assert await _depth(settings, SHORT) == 0
+        assert await ready_or_none(settings, SHORT) == 0
 
     await eventually(short_drained, timeout=10)
     assert await run_cli(["topology", "migrate"]) == 4  # something left to retire
     out = capsys.readouterr().out
     assert f"{LONG} still holds 20 messages" in out
     # Then the new rungs exist, the empty old one is gone, the other is left to drain
-    assert [await _depth(settings, name) for name in new_rungs] == [0] * 3
-    assert await _depth(settings, SHORT) is None
-    assert await _depth(settings, LONG) == 20
+    assert [await ready_or_none(settings, name) for name in new_rungs] == [0] * 3
+    assert await ready_or_none(settings, SHORT) is None
+    assert await ready_or_none(settings, LONG) == 20
 
     # And run again with --wait: it waits for the long rung to drain, then deletes it
     assert await run_cli(["topology", "migrate", "--wait"]) == 0
     assert "1 retired rung(s) deleted" in capsys.readouterr().out
-    assert await _depth(settings, LONG) is None
+    assert await ready_or_none(settings, LONG) is None
     assert not [d for d in await find_drift(settings, topology)
                 if d.kind == "queue" and d.name.startswith(naming.retry_prefix(CONSUMER))]
 
     # Every waiting retry came back to its consumer's queue and is handled, as a retry
-    assert await _depth(settings, naming.consumer_queue(CONSUMER)) == 30
+    assert await ready_or_none(settings, naming.consumer_queue(CONSUMER)) == 30
     async with running(settings, app, consumer):
         async def all_handled() -> None:
             assert len(handled) >= 30

@@ -51,6 +51,20 @@ async def queue_state(settings: PipelineSettings, queue: str) -> tuple[int, int]
         await connection.close()
 
 
+async def ready_or_none(settings: PipelineSettings, queue: str) -> int | None:
+    """Ready messages of a queue, or None if it does not exist."""
+    connection = await open_connection(settings)
+    try:
+        channel = await connection.channel()
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return None
+        return declared.declaration_result.message_count or 0
+    finally:
+        await connection.close()
+
+
 @contextlib.asynccontextmanager
 async def running(
     settings: PipelineSettings, app: App, target: Consumer | WorkerPlan
