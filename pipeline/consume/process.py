@@ -30,7 +30,7 @@ from pipeline.errors import PipelineError
 from pipeline.exits import ExitCode, exit_code_for
 from pipeline.ops.drift import refuse_dangerous_drift
 from pipeline.ops.health import Readiness, serving_health
-from pipeline.publish.outbound import ExchangeCache
+from pipeline.publish.outbound import ExchangeCache, confirming_channel
 from pipeline.settings import PipelineSettings
 from topology import Topology
 
@@ -164,10 +164,12 @@ async def _run(
         # frames, so on one connection it would hold back the acks of the
         # handlers that succeeded too (docs/retries.md).
         outbound = await connect(settings, f"{settings.service_name}.{plan.consumer}.outbound")
-        channel = await outbound.channel(publisher_confirms=True, on_return_raises=True)
+        open_outbound = confirming_channel(outbound)
         probe.mark("topology")
-        policy = plan.failure(ExchangeCache(channel, plan.metrics.observe_confirm), settings,
-                              gate=gate)
+        policy = plan.failure(
+            ExchangeCache(await open_outbound(), plan.metrics.observe_confirm,
+                          open_channel=open_outbound, drain_timeout_s=settings.confirm_timeout_s),
+            settings, gate=gate)
         for service in plan.services:
             await service.start(outbound if _publishes(service) else connection)
             started_services.append(service)

@@ -14,13 +14,18 @@ import logging
 import struct
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import aiormq
 from aio_pika import DeliveryMode
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+)
 from aiormq.exceptions import (
     AMQPError,
     ChannelInvalidStateError,
@@ -42,22 +47,74 @@ log = logging.getLogger(__name__)
 
 PERSISTENT = DeliveryMode.PERSISTENT
 
+# While nacks go on, a fresh channel at most this often (see ExchangeCache.renew_after_nack).
+RENEW_INTERVAL_S = 1.0
+
+
+def confirming_channel(connection: AbstractConnection,
+                       ) -> Callable[[], Awaitable[AbstractChannel]]:
+    """Opens a channel with publisher confirms and returns raising, as every sender uses."""
+    async def open_channel() -> AbstractChannel:
+        return await connection.channel(publisher_confirms=True, on_return_raises=True)
+    return open_channel
+
 
 class ExchangeCache:
     """Exchange handles for one channel, looked up once (no per-message declare).
 
     ``on_confirm(exchange, seconds)``, if given, hears every confirmed publish
-    (the worker's publish-confirm latency metric).
+    (the worker's publish-confirm latency metric). ``open_channel``, if given,
+    opens a confirming channel on the connection the sender owns: after a nack,
+    later publishes move to a fresh one (``renew_after_nack``).
     """
 
     def __init__(
         self,
         channel: AbstractChannel,
         on_confirm: Callable[[str, float], None] | None = None,
+        open_channel: Callable[[], Awaitable[AbstractChannel]] | None = None,
+        drain_timeout_s: float = 10.0,
     ) -> None:
         self.channel = channel
         self.on_confirm = on_confirm
         self._exchanges: dict[str, AbstractExchange] = {}
+        self._open_channel = open_channel
+        self._drain_timeout_s = drain_timeout_s
+        self._renewed_at = -RENEW_INTERVAL_S
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    async def renew_after_nack(self, nacked: AbstractChannel) -> None:
+        """Send later publishes on a fresh channel; close ``nacked`` once its confirms are in.
+
+        Why: on RabbitMQ 3.10 a channel that first publishes to a quorum queue
+        while the node listed first among the queue's members is down nacks
+        every publish to that queue for as long as the channel lives (its
+        first enqueue asks only that node, and gives up without trying the
+        others), though the queue elected a new leader within a second. A new
+        channel starts from the queue's current leader. A full queue
+        (``x-overflow=reject-publish``) nacks too: then this costs one channel
+        open a second at most. Publishes already sent on ``nacked`` keep their
+        confirms: the old channel is closed only when none is outstanding.
+        """
+        if self._open_channel is None or nacked is not self.channel:
+            return
+        now = time.monotonic()
+        if now - self._renewed_at < RENEW_INTERVAL_S:
+            return
+        self._renewed_at = now  # before the await: concurrent nacks renew once
+        try:
+            fresh = await self._open_channel()
+        except Exception as exc:  # the nack itself is what the caller hears
+            log.warning("a publish was nacked and a fresh channel could not be opened (%s: %s); "
+                        "later publishes stay on the old channel", type(exc).__name__, exc)
+            return
+        self.channel = fresh
+        self._exchanges.clear()
+        retiring = asyncio.create_task(_close_when_settled(nacked, self._drain_timeout_s))
+        self._retiring.add(retiring)
+        retiring.add_done_callback(self._retiring.discard)
+        log.warning("the broker nacked a publish (a queue full or without a reachable leader); "
+                    "later publishes go on a fresh channel")
 
     async def get(self, name: str) -> AbstractExchange:
         if name == "":
@@ -86,11 +143,13 @@ async def send_confirmed(
     message cannot be encoded as AMQP (then nothing was sent).
     """
     started = time.perf_counter() if exchanges.on_confirm is not None else 0.0
+    channel = exchanges.channel
     try:
-        await _publish(exchanges.channel, exchange, routing_key, message, timeout_s)
+        await _publish(channel, exchange, routing_key, message, timeout_s)
     except ReturnedError:
         raise UnroutableError(exchange, routing_key) from None
     except DeliveryError as exc:
+        await exchanges.renew_after_nack(channel)
         raise PublishRejectedError(
             f"the broker refused the message for {exchange or '(default)'!r} / {routing_key!r}"
             f" ({exc}); a queue may be full (x-overflow=reject-publish) or unavailable"
@@ -115,6 +174,18 @@ async def send_confirmed(
         ) from None
     if exchanges.on_confirm is not None:
         exchanges.on_confirm(exchange, time.perf_counter() - started)
+
+
+async def _close_when_settled(channel: AbstractChannel, timeout_s: float) -> None:
+    """Close a channel no publish goes to any more, once its outstanding confirms are in."""
+    try:
+        underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
+        outstanding = [c for c in underlay.confirmations.values() if isinstance(c, asyncio.Future)]
+        if outstanding:
+            await asyncio.wait(outstanding, timeout=timeout_s)
+        await channel.close()
+    except Exception as exc:  # a channel already gone needs no closing
+        log.debug("closing a retired channel: %s: %s", type(exc).__name__, exc)
 
 
 async def _publish(

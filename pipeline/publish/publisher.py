@@ -25,7 +25,12 @@ from pipeline.errors import (
 )
 from pipeline.events import Event, validate_event_type
 from pipeline.publish.delay import Due, plan_due
-from pipeline.publish.outbound import PERSISTENT, ExchangeCache, send_confirmed
+from pipeline.publish.outbound import (
+    PERSISTENT,
+    ExchangeCache,
+    confirming_channel,
+    send_confirmed,
+)
 from pipeline.settings import PipelineSettings
 from topology import naming
 
@@ -111,7 +116,10 @@ class Publisher:
         settings: PipelineSettings,
         connection: AbstractRobustConnection | None = None,
     ) -> None:
-        self._exchanges = ExchangeCache(channel)
+        # Owning the connection, we can move to a fresh channel after a nack.
+        reopen = confirming_channel(connection) if connection is not None else None
+        self._exchanges = ExchangeCache(channel, open_channel=reopen,
+                                        drain_timeout_s=settings.confirm_timeout_s)
         self._settings = settings
         self._connection = connection
 
@@ -119,7 +127,7 @@ class Publisher:
     async def connect(cls, settings: PipelineSettings, name: str | None = None) -> Publisher:
         """Connect (retrying at startup) and open a confirming channel."""
         connection = await connect(settings, name or f"{settings.service_name}.publisher")
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        channel = await confirming_channel(connection)()
         return cls(channel, settings, connection)
 
     async def __aenter__(self) -> Publisher:

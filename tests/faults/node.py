@@ -117,7 +117,8 @@ class ThrowawayBroker:
             # Queue stats once a second instead of every 5 s, for tests that read them.
             "collect_statistics_interval = 1000",
             "log.console = false",
-            "log.file.level = warning",
+            # PIPELINE_NODE_LOG_LEVEL=info (with PIPELINE_NODE_LOGS) when a test needs the why.
+            f"log.file.level = {os.environ.get('PIPELINE_NODE_LOG_LEVEL', 'warning')}",
         ]
         if self.tls is not None:
             lines += [
@@ -224,12 +225,17 @@ class ThrowawayBroker:
         """Kill the node by its pid and delete its directory.
 
         No clean ``rabbitmqctl stop`` (3-9 s here): its data is deleted anyway.
+        With ``PIPELINE_NODE_LOGS=DIR`` its log directory is kept as DIR/<node>
+        first (what to read when a fault or cluster test fails).
         """
         try:
             if self.pid is not None and pid_alive(self.pid):
                 self.kill9()
         finally:
             self.pid = None
+            keep = os.environ.get("PIPELINE_NODE_LOGS")
+            if keep and (self.base / "log").is_dir():
+                shutil.copytree(self.base / "log", Path(keep) / self.node, dirs_exist_ok=True)
             shutil.rmtree(self.base, ignore_errors=True)
 
 

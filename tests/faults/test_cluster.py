@@ -43,6 +43,7 @@ async def test_killing_the_leader_of_a_consumer_queue_loses_nothing_and_everyone
     cluster: Cluster, ledger, ledger_path, consumers, report, caplog
 ):
     caplog.set_level(logging.WARNING, logger="pipeline.connection_watch")
+    caplog.set_level(logging.WARNING, logger="pipeline.publish.outbound")
     vhost = "cluster-leader-killed"
     with cluster.api() as api:
         api.put(f"/vhosts/{vhost}").raise_for_status()
@@ -120,7 +121,16 @@ async def test_killing_the_leader_of_a_consumer_queue_loses_nothing_and_everyone
     report(scenario="cluster: leader node of the consumer queue killed -9",
            load=f"{len(published.confirmed)} confirmed", faults="1 node of 3",
            lost=tally.lost, duplicated=tally.duplicated, bound=DUPLICATE_BOUND,
-           notes=f"{AFTER} more confirmed {resumed_s:.1f}s after the kill")
+           notes=f"{AFTER} more confirmed {resumed_s:.1f}s after the kill; "
+                 f"{len(published.raised)} publishes refused meanwhile, "
+                 f"{_fresh_channels(caplog)} fresh publisher channel(s) after a nack")
+
+
+def _fresh_channels(caplog: pytest.LogCaptureFixture) -> int:
+    """How often a sender moved to a fresh channel after a nack (RabbitMQ 3.10's stuck
+    channel: pipeline/publish/outbound.py, ExchangeCache.renew_after_nack)."""
+    return sum(1 for r in caplog.records
+               if r.name == "pipeline.publish.outbound" and "fresh channel" in r.getMessage())
 
 
 def _vhost(cluster: Cluster, vhost: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import pytest
 
@@ -12,13 +13,16 @@ from pipeline import (
     Consumer,
     MessageTooLargeError,
     Publisher,
+    PublishRejectedError,
     UnroutableError,
 )
 from pipeline.envelope import CONTENT_TYPE
 from pipeline.errors import BatchPublishError, ReservedHeaderError
 from tests.conftest import make_settings
+from tests.integration.test_drift import put_policy
 from tests.support.events import ThingHappened
 from tests.support.runtime import drain
+from tests.support.waiting import eventually
 from topology import apply_topology
 
 pytestmark = pytest.mark.integration
@@ -160,3 +164,39 @@ async def test_a_publish_retried_after_a_confirm_timeout_keeps_its_id(broker, vh
     copies = await drain(make_settings(broker, vhost), "pipeline.things", expect=1)
     assert 1 <= len(copies) <= 2
     assert {(m.message_id, json.loads(m.body)["id"]) for m in copies} == {(event_id, event_id)}
+
+
+async def test_after_a_nack_the_publisher_moves_to_a_fresh_channel_and_publishes_again(
+    broker, vhost, settings, connection, caplog
+):
+    # Why it matters: on RabbitMQ 3.10 a channel can nack every publish to a quorum
+    # queue after a failover, for as long as it lives (tests/faults/test_cluster.py);
+    # here a length limit makes the broker nack, the same signal on one node.
+    await declare(settings, connection, Consumer("things", ["things.#"]))
+    put_policy(broker, vhost, "one-only", r"^pipeline\.things$", {"max-length": 1})
+
+    def channels(expected: list[int]):
+        async def listed() -> None:  # the management UI's list of the vhost's channels
+            with broker.api() as api:
+                assert sorted(c["number"] for c in api.get(
+                    f"/vhosts/{quote(vhost, safe='')}/channels").json()) == expected
+        return eventually(listed, timeout=20, interval=0.5)
+
+    async with await Publisher.connect(settings) as publisher:
+        await publisher.publish(ThingHappened(n=1))
+        await channels([1])
+        # Given the broker nacks a publish (the queue is full)
+        with pytest.raises(PublishRejectedError):
+            for n in range(2, 50):  # a quorum queue applies its limit a little late
+                await publisher.publish(ThingHappened(n=n))
+        assert "later publishes go on a fresh channel" in caplog.text
+
+        # Then the nacked channel is closed and later publishes use a new one
+        await channels([2])
+        # ...which delivers once the queue has room again
+        with broker.api() as api:
+            api.delete(f"/policies/{quote(vhost, safe='')}/one-only").raise_for_status()
+        await drain(settings, "pipeline.things")
+        event_id = await publisher.publish(ThingHappened(n=99))
+    [message] = await drain(settings, "pipeline.things", expect=1)
+    assert message.message_id == event_id
