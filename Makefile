@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DURATION ?= 0
+# `make test` runs in this many pytest-xdist workers (every test has its own vhost,
+# database and temp dir, so they never share state); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: run test test-faults test-browser test-volume test-cluster test-bench console-screenshots test-all setup broker lint typecheck check bench bench-all bench-peers bench-smoke clean
 
@@ -23,7 +26,7 @@ run: setup broker
 
 ## The test suite against the real broker (each test in its own vhost); < 10 min.
 test: setup broker
-	$(BIN)/pytest -m "not faults and not browser and not volume and not cluster and not bench"
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not faults and not browser and not volume and not cluster and not bench"
 
 ## Fault injection on throwaway broker nodes (kill -9, alarms, closed connections, fuzzing).
 test-faults: setup broker

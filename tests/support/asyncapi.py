@@ -7,6 +7,7 @@ is parsed and validated by the same code AsyncAPI Studio uses.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import subprocess
@@ -40,13 +41,16 @@ def ensure_parser() -> Path:
                 "to validate the AsyncAPI document with the official parser"
             )
     installed = PARSER_DIR / "node_modules" / "@asyncapi" / "parser" / "package.json"
-    if not installed.exists():
-        PARSER_DIR.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["npm", "install", "--prefix", str(PARSER_DIR), "--no-audit", "--no-fund",
-             "--loglevel=error", f"@asyncapi/parser@{PARSER_VERSION}"],
-            check=True, capture_output=True, text=True, timeout=300,
-        )
+    PARSER_DIR.mkdir(parents=True, exist_ok=True)
+    # `make test` runs tests in parallel workers: one installs, the others wait for it.
+    with open(PARSER_DIR.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not installed.exists():
+            subprocess.run(
+                ["npm", "install", "--prefix", str(PARSER_DIR), "--no-audit", "--no-fund",
+                 "--loglevel=error", f"@asyncapi/parser@{PARSER_VERSION}"],
+                check=True, capture_output=True, text=True, timeout=300,
+            )
     return PARSER_DIR
 
 
