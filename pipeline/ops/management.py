@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
+import sys
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-import httpx
-
 from pipeline.errors import BrokerUnreachableError, ConfigurationError, CredentialsRefusedError
 from pipeline.ops.protocols import ManagementApi
 from pipeline.settings import PipelineSettings, redact_url
+
+# httpx imports its own command-line client (httpx._main: click, rich and pygments,
+# about 5 MB of a worker's memory, docs/performance.md) whenever those are installed, as
+# they are beside our CLI. We never run it, and httpx treats that import as optional:
+# marking the module absent makes it skip it. Harmless if httpx was imported already.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+import httpx  # noqa: E402
 
 
 class ManagementNotFoundError(ConfigurationError):

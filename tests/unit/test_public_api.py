@@ -29,3 +29,14 @@ def test_importing_a_submodule_loads_no_other_part_of_the_package():
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "['pipeline', 'pipeline.errors', 'pipeline.headers', 'pipeline.memory']"
+
+
+def test_a_worker_process_does_not_load_the_command_line_libraries():
+    # httpx (the worker's management API client) would import its own CLI, with
+    # click, rich and pygments, whenever they are installed: about 5 MB per worker.
+    script = ("import sys, pipeline.consume.process, httpx\n"
+              "print(sorted({m.split('.')[0] for m in sys.modules} & "
+              "{'rich', 'click', 'pygments'}))")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
