@@ -21,7 +21,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection
 from aiormq import spec
 
 from pipeline import headers as h
@@ -31,7 +31,12 @@ from pipeline.consume.protocols import CallNext
 from pipeline.errors import PublishError, UnroutableError
 from pipeline.ledger.identity import CLOUDEVENT, event_key, tag_generated
 from pipeline.ledger.record import CONTENT_TYPE, Row, encode_batch
-from pipeline.publish.outbound import PERSISTENT, ExchangeCache, send_confirmed
+from pipeline.publish.outbound import (
+    PERSISTENT,
+    ExchangeCache,
+    confirming_channel,
+    send_confirmed,
+)
 from pipeline.settings import PipelineSettings
 from topology import naming
 
@@ -69,7 +74,6 @@ class LedgerRecorder:
         self._running: dict[int, tuple[Delivery, float, bool]] = {}  # id -> (d, start, told)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._channel: AbstractChannel | None = None
         self._exchanges: ExchangeCache | None = None
         self._failing = False
         self.dropped = 0
@@ -122,8 +126,9 @@ class LedgerRecorder:
     publishes = True  # runs on the worker's outbound connection (WorkerService)
 
     async def start(self, connection: AbstractRobustConnection) -> None:
-        self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._exchanges = ExchangeCache(self._channel)
+        open_channel = confirming_channel(connection)  # again after a nack: outbound.py
+        self._exchanges = ExchangeCache(await open_channel(), open_channel=open_channel,
+                                        drain_timeout_s=self._confirm_timeout_s)
         self._task = asyncio.create_task(self._run(), name=f"ledger-recorder-{self.consumer}")
 
     async def stop(self) -> None:
@@ -133,9 +138,10 @@ class LedgerRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush()
-        if self._channel is not None and not self._channel.is_closed:
+        channel = self._exchanges.channel if self._exchanges is not None else None
+        if channel is not None and not channel.is_closed:
             with contextlib.suppress(Exception):
-                await self._channel.close()
+                await channel.close()
 
     async def _run(self) -> None:
         while True:
