@@ -28,10 +28,9 @@ from bench.peers.work import (
     CELERY_QUEUE,
     NOTE,
     PREFETCH,
-    Child,
-    Counter,
     Send,
-    child_sample,
+    counting_handler,
+    drain_in_child,
     purge,
     wait_depth,
 )
@@ -98,19 +97,12 @@ class CeleryConsume:
         finally:
             app.close()
         await wait_depth(bench.amqp_url, CELERY_QUEUE, count)
-        async with Child.run(sys.executable, "-m", "bench.peers.celery_peer",
-                             bench.amqp_url, str(count)) as child:
-            done = await child.result()
-        return child_sample(count, done)
+        return await drain_in_child("bench.peers.celery_peer", bench.amqp_url, count)
 
 
 def _work(amqp_url: str, count: int) -> None:
     """The child: a Celery worker on the backlog until ``count`` tasks ran."""
-    counter = Counter(count)
-
-    def handle(n: int, note: str) -> None:
-        counter.hit()
-
+    handle = counting_handler(count)
     app = _app(amqp_url)
     _task(app, handle)
     app.Worker(pool="threads", concurrency=THREADS, loglevel="WARNING", quiet=True,

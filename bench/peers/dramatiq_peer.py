@@ -27,10 +27,9 @@ from bench.peers.work import (
     DRAMATIQ_QUEUE,
     NOTE,
     PREFETCH,
-    Child,
-    Counter,
     Send,
-    child_sample,
+    counting_handler,
+    drain_in_child,
     purge,
 )
 from bench.results import Sample
@@ -83,10 +82,7 @@ class DramatiqConsume:
         # dead-letter arguments) when the run warmed up.
         await purge(bench.amqp_url, DRAMATIQ_QUEUE)
         await fill(bench.amqp_url, DRAMATIQ_QUEUE, [_message(n) for n in range(count)])
-        async with Child.run(sys.executable, "-m", "bench.peers.dramatiq_peer",
-                             bench.amqp_url, str(count)) as child:
-            done = await child.result()
-        return child_sample(count, done)
+        return await drain_in_child("bench.peers.dramatiq_peer", bench.amqp_url, count)
 
 
 def _work(url: str, count: int) -> None:
@@ -95,11 +91,7 @@ def _work(url: str, count: int) -> None:
 
     from dramatiq import Worker
 
-    counter = Counter(count)
-
-    def handle(n: int, note: str) -> None:
-        counter.hit()
-
+    handle = counting_handler(count)
     broker = _broker(url)
     _actor(broker, handle)
     worker = Worker(broker, worker_threads=THREADS)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -154,6 +155,21 @@ class Counter:
                 os.write(1, RESULT + json.dumps(done).encode() + b"\n")
 
 
-def child_sample(count: int, done: dict[str, Any]) -> Sample:
-    """msg/s from the child's first handler run to its last (startup left out)."""
+def counting_handler(count: int) -> Callable[[int, str], None]:
+    """A child's task body: counts its runs (``Counter``), ignores its arguments."""
+    counter = Counter(count)
+
+    def handle(n: int, note: str) -> None:
+        counter.hit()
+
+    return handle
+
+
+async def drain_in_child(module: str, amqp_url: str, count: int) -> Sample:
+    """Run ``python -m MODULE AMQP_URL COUNT`` until its handler ran ``count`` times.
+
+    msg/s from the child's first handler run to its last (startup left out).
+    """
+    async with Child.run(sys.executable, "-m", module, amqp_url, str(count)) as child:
+        done = await child.result()
     return Sample(count / (done["last"] - done["first"]), done["cpu_s"] / count * 1e6)
