@@ -224,6 +224,8 @@ class ParkingPolicy:
     own failures there would be a cycle (rabbitmq-server#11174).
     """
 
+    parked_queue = naming.ADMIN_NOTIFIER_PARKED
+
     def __init__(self, exchanges: ExchangeCache, settings: PipelineSettings, *,
                  gate: ConsumeGate | None = None) -> None:
         self._exchanges = exchanges
@@ -232,17 +234,18 @@ class ParkingPolicy:
 
     async def handle(self, delivery: Delivery, error: BaseException) -> Outcome:
         headers = parking_headers(delivery, error, self._settings)
-        target = naming.ADMIN_NOTIFIER_PARKED
+        target = self.parked_queue
         hop = Hop("park", target, "", target, {"pipeline.recoverability.action": "park"})
         if not await forward_or_return(
             self._exchanges, delivery, hop, headers, self._settings.confirm_timeout_s, self._gate
         ):
             return Outcome.REQUEUED
-        log.error(
-            "admin notifier could not deliver the notice for %s (%s); parked in %s",
-            delivery.message_id, headers[h.LAST_ERROR], target,
-        )
+        self.log_parked(delivery, headers[h.LAST_ERROR], target)
         return Outcome.PARKED
+
+    def log_parked(self, delivery: Delivery, error: str, target: str) -> None:
+        log.error("admin notifier could not deliver the notice for %s (%s); parked in %s",
+                  delivery.message_id, error, target)
 
 
 async def forward_or_return(

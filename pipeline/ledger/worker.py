@@ -19,11 +19,10 @@ from functools import partial
 
 from aio_pika.abc import AbstractRobustConnection
 
-from pipeline import headers as h
-from pipeline.consume.delivery import Delivery, Outcome
-from pipeline.consume.failure import forward_or_return, parking_headers
+from pipeline.consume.delivery import Delivery
+from pipeline.consume.failure import ParkingPolicy
 from pipeline.consume.plan import WorkerPlan, standard_middlewares
-from pipeline.consume.protocols import ConsumeGate, PlanFactory
+from pipeline.consume.protocols import PlanFactory
 from pipeline.errors import LedgerUnavailableError
 from pipeline.ledger.intake import facts_from
 from pipeline.ledger.metrics import LedgerMetrics
@@ -33,7 +32,6 @@ from pipeline.ledger.schema import engine_for
 from pipeline.ledger.store import LedgerStore
 from pipeline.ledger.writer import BatchWriter
 from pipeline.ops.metrics import PipelineMetrics
-from pipeline.publish.outbound import ExchangeCache, Hop
 from pipeline.settings import PipelineSettings
 from topology import Subscription, naming
 
@@ -54,27 +52,15 @@ class LedgerIngest:
         await self._writer.submit(facts, sent_at)
 
 
-class LedgerParking:
+class LedgerParking(ParkingPolicy):
     """Parks what the ledger cannot read in ``pipeline.ledger.parked`` (never dead-letters)."""
 
-    def __init__(self, exchanges: ExchangeCache, settings: PipelineSettings, *,
-                 gate: ConsumeGate | None = None) -> None:
-        self._exchanges = exchanges
-        self._settings = settings
-        self._gate = gate
+    parked_queue = naming.LEDGER_PARKED
 
-    async def handle(self, delivery: Delivery, error: BaseException) -> Outcome:
-        headers = parking_headers(delivery, error, self._settings)
-        target = naming.LEDGER_PARKED
-        hop = Hop("park", target, "", target, {"pipeline.recoverability.action": "park"})
-        if not await forward_or_return(
-            self._exchanges, delivery, hop, headers, self._settings.confirm_timeout_s, self._gate
-        ):
-            return Outcome.REQUEUED
+    def log_parked(self, delivery: Delivery, error: str, target: str) -> None:
         log.error("ledger cannot read message %s from %s (%s); parked in %s, where it can be "
                   "inspected in the management UI", delivery.message_id,
-                  delivery.message.exchange or "(default)", headers[h.LAST_ERROR], target)
-        return Outcome.PARKED
+                  delivery.message.exchange or "(default)", error, target)
 
 
 class Pruner:
