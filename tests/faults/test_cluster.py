@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -22,6 +23,7 @@ from tests.apps.faults_ledger import CONSUMER
 from tests.conftest import settings_for
 from tests.faults.cluster import Cluster, quorum_status, three_node_cluster
 from tests.faults.harness import PublishResult, build, declare, non_publish_errors, publish_keys
+from tests.faults.ledger import Ledger, Tally
 from tests.support.waiting import eventually
 from topology import naming
 
@@ -45,24 +47,11 @@ async def test_killing_the_leader_of_a_consumer_queue_loses_nothing_and_everyone
     caplog.set_level(logging.WARNING, logger="pipeline.connection_watch")
     caplog.set_level(logging.WARNING, logger="pipeline.publish.outbound")
     vhost = "cluster-leader-killed"
-    with cluster.api() as api:
-        api.put(f"/vhosts/{vhost}").raise_for_status()
-        api.put(f"/permissions/{vhost}/guest",
-                json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
-    setup = settings_for(cluster.amqp_url_for(vhost), management_url=cluster.management_url,
-                         app=None)
-    await declare(setup, ledger_path)
-    queue = naming.consumer_queue(CONSUMER)
+    queue = await _declared(cluster, vhost, ledger_path)
 
     # Given every replicated queue on three nodes, and a publisher and a consumer
     # connected to the node that leads the consumer's queue (listed first)
-    async def listed_with_members() -> dict:
-        with cluster.api() as api:
-            found = api.get(f"/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}").json()
-        assert len(found.get("members") or []) == 3
-        return found
-
-    listed = await eventually(listed_with_members, timeout=30, interval=0.5)
+    listed = await _replicated_on_three(cluster, vhost, queue)
     leader = cluster.by_name(listed["leader"])
     order = [leader, *(n for n in cluster.nodes if n is not leader)]
     settings = settings_for(",".join(f"{n.url}{vhost}" for n in order),
@@ -99,14 +88,7 @@ async def test_killing_the_leader_of_a_consumer_queue_loses_nothing_and_everyone
             await publishing
 
     # Then every confirmed event is handled: the consumer followed the new leader
-    assert not non_publish_errors(published), list(non_publish_errors(published).items())[:3]
-
-    async def all_handled() -> None:
-        assert ledger.tally(published.confirmed).lost == 0
-
-    await eventually(all_handled, timeout=120, interval=0.5)
-    tally = ledger.tally(published.confirmed)
-    assert tally.duplicated <= DUPLICATE_BOUND
+    tally = await _all_handled(ledger, published)
     assert consumer.alive
     # ...the publisher said it lost the dead node and came back on another one
     ours = [r.getMessage() for r in caplog.records if r.name == "pipeline.connection_watch"]
@@ -133,11 +115,29 @@ def _fresh_channels(caplog: pytest.LogCaptureFixture) -> int:
                if r.name == "pipeline.publish.outbound" and "fresh channel" in r.getMessage())
 
 
-def _vhost(cluster: Cluster, vhost: str) -> None:
+async def _declared(cluster: Cluster, vhost: str, ledger_path: Path) -> str:
+    """A vhost of ``vhost`` with the ledger app's topology declared; its consumer queue."""
     with cluster.api() as api:
         api.put(f"/vhosts/{vhost}").raise_for_status()
         api.put(f"/permissions/{vhost}/guest",
                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    setup = settings_for(cluster.amqp_url_for(vhost), management_url=cluster.management_url,
+                         app=None)
+    await declare(setup, ledger_path)
+    return naming.consumer_queue(CONSUMER)
+
+
+async def _all_handled(ledger: Ledger, published: PublishResult) -> Tally:
+    """Wait until the consumer's ledger has every confirmed event; the tally, duplicates bounded."""
+    assert not non_publish_errors(published), list(non_publish_errors(published).items())[:3]
+
+    async def none_lost() -> None:
+        assert ledger.tally(published.confirmed).lost == 0
+
+    await eventually(none_lost, timeout=120, interval=0.5)
+    tally = ledger.tally(published.confirmed)
+    assert tally.duplicated <= DUPLICATE_BOUND
+    return tally
 
 
 async def _replicated_on_three(cluster: Cluster, vhost: str, queue: str) -> dict:
@@ -170,11 +170,7 @@ async def test_a_restarted_node_catches_up_and_status_returns_clean(
 ):
     cluster.restart_stopped()  # the node the test before killed, if it ran
     vhost = "cluster-node-restarted"
-    _vhost(cluster, vhost)
-    setup = settings_for(cluster.amqp_url_for(vhost), management_url=cluster.management_url,
-                         app=None)
-    await declare(setup, ledger_path)
-    queue = naming.consumer_queue(CONSUMER)
+    queue = await _declared(cluster, vhost, ledger_path)
     listed = await _replicated_on_three(cluster, vhost, queue)
     victim = cluster.by_name(listed["leader"])
     order = [n for n in cluster.nodes if n is not victim] + [victim]
@@ -226,15 +222,8 @@ async def test_a_restarted_node_catches_up_and_status_returns_clean(
 
     # ...and everything confirmed, before and during the outage, is delivered
     consumer = await consumers.start(settings, ledger_path, prefetch=20).consuming()
-    assert not non_publish_errors(published), list(non_publish_errors(published).items())[:3]
-
-    async def all_handled() -> None:
-        assert ledger.tally(published.confirmed).lost == 0
-
-    await eventually(all_handled, timeout=120, interval=0.5)
+    tally = await _all_handled(ledger, published)
     assert consumer.alive
-    tally = ledger.tally(published.confirmed)
-    assert tally.duplicated <= DUPLICATE_BOUND
 
     async def nothing_flagged() -> None:
         # (the ledger queue of the test app has no consumer here: it is not run)
@@ -253,11 +242,7 @@ async def test_two_nodes_down_publishers_get_no_false_confirm_and_all_is_deliver
 ):
     cluster.restart_stopped()
     vhost = "cluster-majority-lost"
-    _vhost(cluster, vhost)
-    setup = settings_for(cluster.amqp_url_for(vhost), management_url=cluster.management_url,
-                         app=None)
-    await declare(setup, ledger_path)
-    queue = naming.consumer_queue(CONSUMER)
+    queue = await _declared(cluster, vhost, ledger_path)
     await _replicated_on_three(cluster, vhost, queue)
     survivor, *victims = cluster.nodes
     settings = settings_for(f"{survivor.url}{vhost}", management_url=survivor.management_url,
@@ -295,15 +280,8 @@ async def test_two_nodes_down_publishers_get_no_false_confirm_and_all_is_deliver
 
     # Then everything confirmed, before, during and after, is delivered
     consumer = await consumers.start(settings, ledger_path, prefetch=20).consuming()
-    assert not non_publish_errors(published), list(non_publish_errors(published).items())[:3]
-
-    async def all_handled() -> None:
-        assert ledger.tally(published.confirmed).lost == 0
-
-    await eventually(all_handled, timeout=120, interval=0.5)
+    tally = await _all_handled(ledger, published)
     assert consumer.alive
-    tally = ledger.tally(published.confirmed)
-    assert tally.duplicated <= DUPLICATE_BOUND
     report(scenario="cluster: two of three nodes killed -9, then restarted",
            load=f"{len(published.confirmed)} confirmed ({confirmed_before} before)",
            faults="2 nodes of 3", lost=tally.lost, duplicated=tally.duplicated,
