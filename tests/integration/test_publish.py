@@ -186,9 +186,12 @@ async def test_after_a_nack_the_publisher_moves_to_a_fresh_channel_and_publishes
         await publisher.publish(ThingHappened(n=1))
         await channels([1])
         # Given the broker nacks a publish (the queue is full)
-        with pytest.raises(PublishRejectedError):
+        async def publish_until_refused() -> None:
             for n in range(2, 50):  # a quorum queue applies its limit a little late
                 await publisher.publish(ThingHappened(n=n))
+
+        with pytest.raises(PublishRejectedError):
+            await publish_until_refused()
         assert "later publishes go on a fresh channel" in caplog.text
 
         # Then the nacked channel is closed and later publishes use a new one
