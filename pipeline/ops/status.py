@@ -31,6 +31,7 @@ from urllib.parse import quote
 from pipeline.errors import ConfigurationError, PipelineError
 from pipeline.ops.management import ManagementNotFoundError, open_management
 from pipeline.ops.replicas import ClusterState, read_cluster, read_nodes
+from pipeline.ops.retired import RetiredRung, find_retired_rungs
 from pipeline.settings import PipelineSettings
 from topology import Topology, naming
 
@@ -250,8 +251,23 @@ def build_report(
     cluster = read_cluster(topology, listed, nodes)
     problems = _problems(report, declared, max_stored) + tuple(
         Problem(code, where, message) for code, where, message in cluster.problems()
-    )
+    ) + tuple(_retired(rung, now) for rung in find_retired_rungs(topology, listed.values()))
     return replace(report, problems=problems, cluster=cluster)
+
+
+def _retired(rung: RetiredRung, now: float) -> Problem:
+    """A rung the topology no longer declares (renamed or dropped from the ladder)."""
+    home = naming.consumer_queue(rung.consumer)
+    if not rung.drains:
+        return Problem("retired-rung", rung.name, f"{rung.name} is no longer declared and "
+                       f"holds {rung.messages} messages; {rung.action(now)}")
+    if rung.messages == 0:
+        return Problem("retired-rung", rung.name, f"{rung.name} is no longer declared and is "
+                       "empty: `pipeline topology migrate` deletes it")
+    due = time.strftime("%H:%M:%S UTC", time.gmtime(rung.empty_by(now) or now))
+    return Problem("retired-rung", rung.name, f"{rung.messages} retries of {rung.consumer} wait "
+                   f"in {rung.name}, which is no longer declared; they return to {home} by "
+                   f"{due}, then `pipeline topology migrate` deletes it")
 
 
 def _problems(report: StatusReport, declared: set[str], max_stored: int) -> tuple[Problem, ...]:

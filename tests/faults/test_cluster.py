@@ -104,7 +104,7 @@ async def test_killing_the_leader_of_a_consumer_queue_loses_nothing_and_everyone
            load=f"{len(published.confirmed)} confirmed", faults="1 node of 3",
            lost=tally.lost, duplicated=tally.duplicated, bound=DUPLICATE_BOUND,
            notes=f"{AFTER} more confirmed {resumed_s:.1f}s after the kill; "
-                 f"{len(published.raised)} publishes refused meanwhile, "
+                 f"{len(published.raised)} publishes raised meanwhile (nacked or cut off), "
                  f"{_fresh_channels(caplog)} fresh publisher channel(s) after a nack")
 
 

@@ -107,3 +107,29 @@ def test_a_consumer_with_its_own_retry_policy_shows_its_own_rungs():
     assert [label for label, _ in status.rungs] == ["2s", "1m"]
     assert [rung.name for _, rung in status.rungs] == ["pipeline.own.retry.01.2s",
                                                        "pipeline.own.retry.02.1m"]
+
+
+def test_a_retired_rung_is_reported_with_when_it_drains_and_what_deletes_it():
+    # An old-named rung (before rung positions) still holding retries, and an empty one
+    old = {"pipeline.billing.retry.5s": {
+        "name": "pipeline.billing.retry.5s", "messages": 4, "messages_ready": 4,
+        "arguments": {"x-message-ttl": 5000, "x-dead-letter-exchange": "",
+                      "x-dead-letter-routing-key": "pipeline.billing"}},
+           "pipeline.billing.retry.1s": {
+        "name": "pipeline.billing.retry.1s", "messages": 0,
+        "arguments": {"x-message-ttl": 1000, "x-dead-letter-exchange": "",
+                      "x-dead-letter-routing-key": "pipeline.billing"}}}
+    report = build_report("/", TOPOLOGY, {**listing(), **old}, now=NOW)
+
+    said = {p.queue: p.message for p in report.problems if p.code == "retired-rung"}
+    assert not report.is_ok
+    assert said["pipeline.billing.retry.5s"] == (
+        "4 retries of billing wait in pipeline.billing.retry.5s, which is no longer declared; "
+        "they return to pipeline.billing by 08:00:05 UTC, then `pipeline topology migrate` "
+        "deletes it")
+    assert said["pipeline.billing.retry.1s"].endswith(
+        "is empty: `pipeline topology migrate` deletes it")
+    # a queue of a consumer the topology does not know is not ours to report
+    foreign = {"pipeline.shipping.retry.5s": {**old["pipeline.billing.retry.5s"],
+                                              "name": "pipeline.shipping.retry.5s"}}
+    assert problems({**listing(), **foreign}) == set()
