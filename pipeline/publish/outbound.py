@@ -177,12 +177,22 @@ async def send_confirmed(
 
 
 async def _close_when_settled(channel: AbstractChannel, timeout_s: float) -> None:
-    """Close a channel no publish goes to any more, once its outstanding confirms are in."""
+    """Close a channel no publish goes to any more, once its outstanding confirms are in.
+
+    Looked at again after each wait: a send that took the channel just before the
+    switch may register its confirm a moment later, and closing under it would
+    turn a confirm it would have had into an error.
+    """
+    deadline = time.monotonic() + timeout_s
     try:
         underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
-        outstanding = [c for c in underlay.confirmations.values() if isinstance(c, asyncio.Future)]
-        if outstanding:
-            await asyncio.wait(outstanding, timeout=timeout_s)
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(0)  # let such a send reach basic_publish first
+            outstanding = [c for c in underlay.confirmations.values()
+                           if isinstance(c, asyncio.Future) and not c.done()]
+            if not outstanding:
+                break
+            await asyncio.wait(outstanding, timeout=left)
         await channel.close()
     except Exception as exc:  # a channel already gone needs no closing
         log.debug("closing a retired channel: %s: %s", type(exc).__name__, exc)
