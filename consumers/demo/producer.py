@@ -91,7 +91,8 @@ class DemoProducer:
                 next_at = loop.time()
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: pipeline/consume/worker.py
+                    await stop.wait()
 
     async def _publish(self, n: int) -> None:
         kind = scenario.kind_of(n)

@@ -330,7 +330,8 @@ async def _queues(api: ManagementApi) -> QueueStats | None:
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout_s)
+        async with asyncio.timeout(timeout_s):  # not wait_for: pipeline/consume/worker.py
+            await event.wait()
 
 
 def _run_dir(wanted: Path | None) -> Path:

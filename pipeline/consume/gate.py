@@ -98,7 +98,8 @@ class Gate:
         wait = self._first_probe_s
         while not self._shut.is_set():
             try:
-                await asyncio.wait_for(self._shut.wait(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: see consume/worker.py
+                    await self._shut.wait()
             except TimeoutError:
                 pass
             else:

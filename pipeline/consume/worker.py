@@ -146,8 +146,13 @@ class Worker:
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait for in-flight deliveries; True if all finished within ``timeout_s``."""
+        # asyncio.timeout, never wait_for, wherever a wait can be cancelled: on
+        # Python 3.11 wait_for returns normally when the cancellation lands just
+        # as the wait finishes, so a task told to stop runs on (a ledger
+        # recorder's stop hung forever that way).
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
         except TimeoutError:
             return False
         return True

@@ -80,7 +80,8 @@ class ControlLog:
         await queue.consume(self._on_entry, arguments={"x-stream-offset": "first"})
         await append(self._channel, self._marker, self._confirm_timeout_s)
         try:
-            await asyncio.wait_for(self.caught_up.wait(), CATCH_UP_TIMEOUT_S)
+            async with asyncio.timeout(CATCH_UP_TIMEOUT_S):  # not wait_for: consume/worker.py
+                await self.caught_up.wait()
         except TimeoutError:
             log.error("%s has not read the control log %s to its end after %.0fs; starting "
                       "anyway, commands (cancellations) apply as they arrive",

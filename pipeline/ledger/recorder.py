@@ -76,6 +76,7 @@ class LedgerRecorder:
         self._task: asyncio.Task[None] | None = None
         self._exchanges: ExchangeCache | None = None
         self._failing = False
+        self._stopping = False
         self.dropped = 0
 
     async def __call__(self, delivery: Delivery, call_next: CallNext) -> Outcome:
@@ -134,9 +135,11 @@ class LedgerRecorder:
     async def stop(self) -> None:
         """Send what is buffered (the worker drained first), then close the channel."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # The loop ends after the flush it may be in: cancelling it there
+            # would cut a publish off before its confirm and send its records twice.
+            self._stopping = True
+            self._wake.set()
+            await self._task
         await self.flush()
         channel = self._exchanges.channel if self._exchanges is not None else None
         if channel is not None and not channel.is_closed:
@@ -144,9 +147,10 @@ class LedgerRecorder:
                 await channel.close()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._flush_s)
+                async with asyncio.timeout(self._flush_s):  # not wait_for: consume/worker.py
+                    await self._wake.wait()
             self._wake.clear()
             self._announce_running()
             await self.flush()

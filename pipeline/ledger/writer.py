@@ -86,7 +86,8 @@ class BatchWriter:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._flush_s)
+                async with asyncio.timeout(self._flush_s):  # not wait_for: consume/worker.py
+                    await self._wake.wait()
             self._wake.clear()
             if self._pending:
                 await self._commit_until_done(self._take())

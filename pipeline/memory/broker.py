@@ -78,7 +78,8 @@ class MemoryBroker:
         """Wait until frames arrive (or ``timeout_s`` passes)."""
         self._changed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: pipeline/consume/worker.py
+                await self._changed.wait()
 
     def disconnect_all(self) -> None:
         """Drop every client connection at once, as a broker restart would (tests)."""

@@ -118,7 +118,8 @@ class HealthServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            method, path = await asyncio.wait_for(_read_request(reader), REQUEST_TIMEOUT_S)
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                method, path = await _read_request(reader)
             if method not in ("GET", "HEAD"):
                 status, content_type, body = 405, JSON, _json({"error": "only GET"})
             else:

@@ -216,7 +216,8 @@ async def _move_on(channel: AbstractChannel, source: str, target: str, timeout_s
 
 async def _page(arrived: asyncio.Queue[AbstractIncomingMessage]) -> list[AbstractIncomingMessage]:
     try:
-        page = [await asyncio.wait_for(arrived.get(), IDLE_S)]
+        async with asyncio.timeout(IDLE_S):  # not wait_for: see pipeline/consume/worker.py
+            page = [await arrived.get()]
     except TimeoutError:
         return []
     while len(page) < PAGE and not arrived.empty():

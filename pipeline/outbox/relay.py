@@ -150,7 +150,8 @@ class OutboxRelay:
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: pipeline/consume/worker.py
+                await self._wake.wait()
 
     async def _batch(self) -> int:
         engine, settings = self.engine, self._settings

@@ -163,9 +163,11 @@ class Scan:
         try:
             for _ in range(size):
                 try:
-                    yield await asyncio.wait_for(arrived.get(), IDLE_S)
+                    async with asyncio.timeout(IDLE_S):  # not wait_for: consume/worker.py
+                        message = await arrived.get()
                 except TimeoutError:
                     return
+                yield message
         finally:
             if not self.channel.is_closed:
                 await self.queue.cancel(tag)

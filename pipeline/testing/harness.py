@@ -155,7 +155,8 @@ class TestPipeline:
             worker.stop.stop.set()
         for worker in self._running:
             try:
-                await asyncio.wait_for(worker.task, self._settle_timeout_s)
+                async with asyncio.timeout(self._settle_timeout_s):  # not wait_for: see
+                    await worker.task  # pipeline/consume/worker.py
             except Exception:
                 log.exception("worker %s did not stop cleanly", worker.name)
         self._running.clear()
