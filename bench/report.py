@@ -158,7 +158,7 @@ def markdown(document: dict[str, Any]) -> str:
 
 
 PEER_SIDES = ("ours", "ours (BlockingPublisher)", "raw aio-pika", "FastStream", "Dramatiq",
-              "Celery")
+              "Celery", "asyncio floor", "pika floor", "pika floor (default exchange)")
 
 
 def _peer_rows(document: dict[str, Any]) -> dict[str, dict[tuple[str, str], dict[str, Any]]]:

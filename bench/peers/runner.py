@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 
 from bench.harness import QUICK, Bench
-from bench.peers import celery_peer, dramatiq_peer, faststream_peer, ours, raw_side
+from bench.peers import celery_peer, dramatiq_peer, faststream_peer, floor, ours, raw_side
 from bench.peers.work import ConsumeSide, PublishSide, Send
 from bench.results import Result, Sample, Target
 
@@ -26,12 +26,15 @@ RAW = "raw aio-pika"
 OURS = "ours"
 BLOCKING = "ours (BlockingPublisher)"
 PEERS = ("FastStream", "Dramatiq", "Celery")
+# Probes of one awaited confirm without a library's layers (bench/peers/floor.py).
+FLOORS = ("asyncio floor", "pika floor", "pika floor (default exchange)")
 
 
 def publish_sides() -> list[PublishSide]:
     return [ours.OursAsync(), ours.OursBlocking(), raw_side.RawPublish(),
             faststream_peer.FastStreamPublish(), dramatiq_peer.DramatiqPublish(),
-            celery_peer.CeleryPublish()]
+            celery_peer.CeleryPublish(), floor.AsyncioFloor(), floor.PikaFloor(),
+            floor.PikaFloor(default_exchange=True)]
 
 
 def consume_sides() -> list[ConsumeSide]:
@@ -81,6 +84,11 @@ def _results(work: str, reps: list[dict[str, Sample]], note: str) -> list[Result
             # Issue 19: the single awaited publish at least as fast as Dramatiq's enqueue.
             results.append(_pair(work, BLOCKING, peer, reps, note, Target("ratio", 1.0)))
         results.append(_pair(work, peer, RAW, reps, note))
+    for probe in (f for f in FLOORS if f in reps[0]):
+        # Could going beneath aiormq reach Dramatiq? Its ceiling, and ours against it.
+        results.append(_pair(work, OURS, probe, reps, note))
+        results.append(_pair(work, probe, RAW, reps, note))
+        results.append(_pair(work, probe, "Dramatiq", reps, note))
     return results
 
 
