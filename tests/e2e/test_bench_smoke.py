@@ -101,6 +101,12 @@ def test_quick_peers_case_compares_ours_with_each_peer_on_both_works(broker, vho
             (row,) = [r for case, r in rows.items() if case.startswith(work)
                       and case.endswith(": " + pair)]
             assert row["ratio"]["median"] > 0, row["case"]
+    # The floors of one awaited confirm (could a leaner client reach Dramatiq?): publish only.
+    for floor in ("asyncio floor", "pika floor", "pika floor (default exchange)"):
+        for pair in (f"ours / {floor}", f"{floor} / raw aio-pika", f"{floor} / Dramatiq"):
+            (row,) = [r for case, r in rows.items() if case.endswith(": " + pair)]
+            assert row["case"].startswith("confirmed publish"), row["case"]
+            assert row["ratio"]["median"] > 0, row["case"]
     blocking = [r for case, r in rows.items() if "ours (BlockingPublisher) / Dramatiq" in case]
     assert blocking[0]["met"] is not None
     table = subprocess.run(
@@ -110,8 +116,25 @@ def test_quick_peers_case_compares_ours_with_each_peer_on_both_works(broker, vho
     header = next(line for line in table.splitlines() if line.startswith("| work |"))
     assert header.split("|")[3:-1] == [
         " ours ", " ours (BlockingPublisher) ", " raw aio-pika ", " FastStream ", " Dramatiq ",
-        " Celery "]
+        " Celery ", " asyncio floor ", " pika floor ", " pika floor (default exchange) "]
     assert table.count("| ours / it |") == 2
+
+
+def test_tracing_cost_probe_splits_a_deliverys_tracing_by_span_processor():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.tracing_cost", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    added = {line.split("tracing adds")[0].strip().rsplit(" ", 1)[0].strip():
+             float(line.rsplit(" ", 1)[1]) for line in result.stdout.splitlines()
+             if "tracing adds" in line}
+    assert list(added) == ["off", "SDK, no processor", "SDK, simple processor",
+                           "SDK, batch processor"]
+    assert added["off"] == 0  # tiny counts: this checks the probe works, not its figures
+    assert "bare SDK span" in result.stdout
+    assert "our delivery span" in result.stdout
 
 
 def spans_per_message(note: str) -> float:
