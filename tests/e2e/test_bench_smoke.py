@@ -137,6 +137,19 @@ def test_tracing_cost_probe_splits_a_deliverys_tracing_by_span_processor():
     assert "our delivery span" in result.stdout
 
 
+def test_failure_micro_prices_the_failure_headers_against_raws():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.failure_micro", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith("failure_headers ") and "raw's two headers" in line
+               for line in lines), lines
+
+
 def spans_per_message(note: str) -> float:
     """The figure in a traced row's note: "...; 1.00 spans exported per message"."""
     return float(note.rsplit("; ", 1)[1].split(" ")[0])
