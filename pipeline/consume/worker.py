@@ -174,6 +174,12 @@ class Worker:
                 await self._last_resort(delivery)
         finally:
             tracing.release(carried)
+            # The error's traceback holds _settle's frame, which holds the delivery,
+            # which holds the error: a reference cycle only the garbage collector
+            # frees, and collecting thousands of them cost a failing delivery more
+            # than the rest of the failure path (docs/performance.md). Every layer
+            # has read it by now.
+            delivery.error = None
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
