@@ -7,13 +7,24 @@ path's gap can be read (docs/performance.md):
 * ``failure_headers``: the failure bookkeeping (timestamps, origin, the error
   and the traceback, redacted), against raw's two headers;
 * pamqp marshalling the copy's content header with those headers, against
-  raw's (the same properties, raw's headers).
+  raw's (the same properties, raw's headers);
+* the whole failure path to the store on the in-memory broker (``memory://``:
+  our Worker against ``bench.raw.RawRetry``, no socket), CPU per failure, with
+  Python's default garbage-collector thresholds and with the first
+  generation's raised to 10 000 (each in a child process; both sides run with
+  the same setting): how much of the gap is the collector's young passes.
 
 ``--quick``: tiny counts (``make test-bench`` runs it so it cannot rot).
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import json
+import logging
+import statistics
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -24,10 +35,15 @@ from aiormq.abc import DeliveredMessage
 from pamqp import commands, frame
 from pamqp.header import ContentHeader
 
-from pipeline import PermanentError
+from bench import raw as raw_side
+from bench.harness import AfterSettle, BenchHappened, Tally, envelope_messages, our_worker
+from pipeline import App, Consumer, PermanentError
+from pipeline.connection import connect
 from pipeline.consume.delivery import Delivery
 from pipeline.consume.failure import failure_headers
+from pipeline.declare import declare_topology
 from pipeline.settings import PipelineSettings
+from topology import naming
 
 BODY_SIZE = 300
 
@@ -101,5 +117,90 @@ def main(count: int) -> None:
               f"raw {raw_frame:.1f} µs ({len(_content_header(raw))} B)")
 
 
+CONSUMER = "bench-fail"
+# Python's default first-generation threshold, and a raised one.
+GC_THRESHOLDS = (700, 10_000)
+
+
+def _failing_consumer() -> Consumer:
+    consumer = Consumer(CONSUMER, ["bench.#"])
+
+    @consumer.handler
+    async def handle(event: BenchHappened) -> None:
+        raise PermanentError("bench: always refused")
+
+    return consumer
+
+
+async def _refused(data: dict[str, Any]) -> None:
+    raise PermanentError("bench: always refused")
+
+
+async def _drain(settings: PipelineSettings, count: int, ours: bool) -> float:
+    """CPU µs per failure: ``count`` events, each refused and copied to the store."""
+    tally = Tally(count)
+    consumer = _failing_consumer()
+    queue = naming.consumer_queue(CONSUMER)
+    connection = await connect(settings, "bench.fill")
+    try:
+        await declare_topology(connection, App([consumer]).topology(settings.ladder,
+                                                                      settings.delivery_limit))
+        channel = await connection.channel()
+        for message in envelope_messages(range(count)):
+            await channel.default_exchange.publish(message, queue)
+        for stored in (naming.DEAD_LETTER_STORE, naming.ADMIN_NOTIFIER_QUEUE):
+            await (await channel.get_queue(stored, ensure=False)).purge()
+        if ours:
+            settle = AfterSettle(lambda _: tally.hit())
+            async with our_worker(settings, consumer, middlewares=[settle]) as (worker, _):
+                started = time.process_time()
+                await worker.start(100)
+                await tally.wait()
+                return (time.process_time() - started) / count * 1e6
+        retry_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        retry = raw_side.RawRetry(retry_channel, _refused,
+                                  lambda headers: (naming.DEAD_LETTER_EXCHANGE, ""))
+        started = time.process_time()
+        await retry.start(queue, 100, tally.hit)
+        await tally.wait()
+        return (time.process_time() - started) / count * 1e6
+    finally:
+        await connection.close()
+
+
+def _gc_child(threshold: int, count: int, reps: int) -> None:
+    logging.basicConfig(level=logging.CRITICAL)  # every dead-letter logs a line
+    gc.set_threshold(threshold, 10, 10)
+    settings = PipelineSettings(amqp_url="memory://failure-micro", ledger=False)
+    asyncio.run(_drain(settings, count, True))  # warm-up, both sides
+    asyncio.run(_drain(settings, count, False))
+    samples: dict[str, list[float]] = {"ours": [], "raw": []}
+    for _ in range(reps):
+        samples["ours"].append(asyncio.run(_drain(settings, count, True)))
+        samples["raw"].append(asyncio.run(_drain(settings, count, False)))
+    print(json.dumps({side: statistics.median(values) for side, values in samples.items()}))
+
+
+def gc_share(quick: bool) -> None:
+    count, reps = (100, 1) if quick else (3000, 3)
+    for threshold in GC_THRESHOLDS:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.failure_micro", "--gc-child", str(threshold),
+             str(count), str(reps)], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"the gc child failed:\n{done.stderr[-3000:]}")
+        cpu = json.loads(done.stdout.splitlines()[-1])
+        print(f"failure path to the store on memory://, first-generation GC threshold "
+              f"{threshold}: ours {cpu['ours']:.1f} µs, raw {cpu['raw']:.1f} µs per failure "
+              f"(ours/raw CPU {cpu['ours'] / cpu['raw']:.2f}; {count} failures, median of "
+              f"{reps})")
+
+
 if __name__ == "__main__":
-    main(200 if "--quick" in sys.argv[1:] else 20_000)
+    arguments = sys.argv[1:]
+    if arguments[:1] == ["--gc-child"]:
+        _gc_child(*(int(value) for value in arguments[1:4]))
+    else:
+        is_quick = "--quick" in arguments
+        main(200 if is_quick else 20_000)
+        gc_share(is_quick)

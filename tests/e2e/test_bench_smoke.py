@@ -145,9 +145,11 @@ def test_failure_micro_prices_the_failure_headers_against_raws():
 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    assert len(lines) == 3
-    assert all(line.startswith("failure_headers ") and "raw's two headers" in line
-               for line in lines), lines
+    priced = [line for line in lines if line.startswith("failure_headers ")]
+    assert len(priced) == 3, lines
+    assert all("raw's two headers" in line for line in priced), lines
+    drained = [line for line in lines if line.startswith("failure path to the store")]
+    assert [line.split("threshold ")[1].split(":")[0] for line in drained] == ["700", "10000"]
 
 
 def spans_per_message(note: str) -> float:
