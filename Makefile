@@ -80,6 +80,8 @@ bench-peers: setup broker
 ## The same with tiny counts (CI runs it through tests/e2e/test_bench_smoke.py).
 bench-smoke: setup broker
 	$(BIN)/python -m bench --quick --peers
+	$(BIN)/python -m bench.tracing_cost --quick
+	$(BIN)/python -m bench.failure_micro --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
