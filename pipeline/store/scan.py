@@ -163,11 +163,13 @@ class Scan:
         try:
             for _ in range(size):
                 try:
-                    async with asyncio.timeout(IDLE_S):  # not wait_for: consume/worker.py
-                        message = await arrived.get()
+                    # wait_for on purpose (the one place, tests/unit/test_cancellation_rule.py):
+                    # a message that arrives just as the wait runs out is returned, not left
+                    # unread and unacked in this page; a cancellation it may swallow only
+                    # lets a pass finish its page.
+                    yield await asyncio.wait_for(arrived.get(), IDLE_S)
                 except TimeoutError:
                     return
-                yield message
         finally:
             if not self.channel.is_closed:
                 await self.queue.cancel(tag)

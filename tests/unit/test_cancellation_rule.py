@@ -22,8 +22,15 @@ def _wait_for_calls(path: Path) -> list[int]:
             and isinstance(node.value, ast.Name) and node.value.id == "asyncio"]
 
 
+# The store's page reader wants wait_for's other side: a message that arrived as
+# the wait ran out is returned instead of being left unread (pipeline/store/scan.py).
+ALLOWED = {"pipeline/store/scan.py": 1}
+
+
 def test_no_shipped_module_waits_with_asyncio_wait_for():
     found = {str(path.relative_to(ROOT)): lines
              for package in SHIPPED for path in sorted((ROOT / package).rglob("*.py"))
              if (lines := _wait_for_calls(path))}
-    assert found == {}, f"use asyncio.timeout instead of asyncio.wait_for: {found}"
+    unexpected = {path: lines for path, lines in found.items()
+                  if len(lines) != ALLOWED.get(path)}
+    assert unexpected == {}, f"use asyncio.timeout instead of asyncio.wait_for: {unexpected}"
