@@ -36,12 +36,17 @@ from pamqp import commands, frame
 from pamqp.header import ContentHeader
 
 from bench import raw as raw_side
-from bench.harness import AfterSettle, BenchHappened, Tally, envelope_messages, our_worker
-from pipeline import App, Consumer, PermanentError
-from pipeline.connection import connect
+from bench.harness import (
+    AfterSettle,
+    BenchHappened,
+    Tally,
+    cpu_per_message,
+    memory_backlog,
+    our_worker,
+)
+from pipeline import Consumer, PermanentError
 from pipeline.consume.delivery import Delivery
 from pipeline.consume.failure import failure_headers
-from pipeline.declare import declare_topology
 from pipeline.settings import PipelineSettings
 from topology import naming
 
@@ -140,32 +145,21 @@ async def _drain(settings: PipelineSettings, count: int, ours: bool) -> float:
     """CPU µs per failure: ``count`` events, each refused and copied to the store."""
     tally = Tally(count)
     consumer = _failing_consumer()
-    queue = naming.consumer_queue(CONSUMER)
-    connection = await connect(settings, "bench.fill")
-    try:
-        await declare_topology(connection, App([consumer]).topology(settings.ladder,
-                                                                      settings.delivery_limit))
+    async with memory_backlog(settings, consumer, count) as connection:
         channel = await connection.channel()
-        for message in envelope_messages(range(count)):
-            await channel.default_exchange.publish(message, queue)
         for stored in (naming.DEAD_LETTER_STORE, naming.ADMIN_NOTIFIER_QUEUE):
             await (await channel.get_queue(stored, ensure=False)).purge()
         if ours:
             settle = AfterSettle(lambda _: tally.hit())
             async with our_worker(settings, consumer, middlewares=[settle]) as (worker, _):
-                started = time.process_time()
-                await worker.start(100)
-                await tally.wait()
-                return (time.process_time() - started) / count * 1e6
+                return await cpu_per_message(worker, tally, count)
         retry_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         retry = raw_side.RawRetry(retry_channel, _refused,
                                   lambda headers: (naming.DEAD_LETTER_EXCHANGE, ""))
         started = time.process_time()
-        await retry.start(queue, 100, tally.hit)
+        await retry.start(naming.consumer_queue(CONSUMER), 100, tally.hit)
         await tally.wait()
         return (time.process_time() - started) / count * 1e6
-    finally:
-        await connection.close()
 
 
 def _gc_child(threshold: int, count: int, reps: int) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import aio_pika
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from bench.broker import BrokerTarget
 from bench.raw import NOTE, raw_channel
@@ -23,9 +23,10 @@ from pipeline.consume.middleware import CallNext, ConsumeMiddleware
 from pipeline.consume.plan import plan_for
 from pipeline.consume.protocols import WorkerService
 from pipeline.consume.worker import Worker
+from pipeline.declare import declare_topology
 from pipeline.publish.outbound import ExchangeCache
 from pipeline.publish.publisher import build_message
-from topology import apply_topology
+from topology import apply_topology, naming
 
 
 class BenchHappened(Event):
@@ -177,6 +178,36 @@ async def our_worker(
         for service in reversed(started):
             await service.stop()
         await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def memory_backlog(
+    settings: PipelineSettings, consumer: Consumer, count: int
+) -> AsyncIterator[AbstractRobustConnection]:
+    """``consumer``'s topology on a memory:// broker, ``count`` events waiting in its queue.
+
+    For the probes that run without a broker (``bench.tracing_cost``,
+    ``bench.failure_micro``); yields the filling connection.
+    """
+    connection = await connect(settings, "bench.fill")
+    try:
+        topology = App([consumer]).topology(settings.ladder, settings.delivery_limit)
+        await declare_topology(connection, topology)
+        channel = await connection.channel()
+        queue = naming.consumer_queue(consumer.name)
+        for message in envelope_messages(range(count)):
+            await channel.default_exchange.publish(message, queue)
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def cpu_per_message(worker: Worker, tally: Tally, count: int) -> float:
+    """Start ``worker`` at prefetch 100 and return its CPU µs per message once ``tally`` is full."""
+    started = time.process_time()
+    await worker.start(100)
+    await tally.wait()
+    return (time.process_time() - started) / count * 1e6
 
 
 @contextlib.asynccontextmanager

@@ -24,11 +24,15 @@ import subprocess
 import sys
 import time
 
-from bench.harness import Tally, counting_consumer, envelope_messages, our_worker
+from bench.harness import (
+    Tally,
+    counting_consumer,
+    cpu_per_message,
+    memory_backlog,
+    our_worker,
+)
 from bench.tracing_sdk import CountingExporter, install_tracing
-from pipeline import App, PipelineSettings
-from pipeline.connection import connect
-from pipeline.declare import declare_topology
+from pipeline import PipelineSettings
 
 SETUPS = ("off", "SDK, no processor", "SDK, simple processor", "SDK, batch processor")
 
@@ -61,20 +65,9 @@ async def _drain_once(settings: PipelineSettings, count: int) -> float:
     """CPU µs per delivery for our worker draining ``count`` events from memory://."""
     tally = Tally(count)
     consumer = counting_consumer("bench", tally)
-    connection = await connect(settings, "bench.fill")
-    try:
-        topology = App([consumer]).topology(settings.ladder, settings.delivery_limit)
-        await declare_topology(connection, topology)
-        channel = await connection.channel()
-        for message in envelope_messages(range(count)):
-            await channel.default_exchange.publish(message, "pipeline.bench")
-        async with our_worker(settings, consumer) as (worker, _):
-            started = time.process_time()
-            await worker.start(100)
-            await tally.wait()
-            return (time.process_time() - started) / count * 1e6
-    finally:
-        await connection.close()
+    async with (memory_backlog(settings, consumer, count),
+                our_worker(settings, consumer) as (worker, _)):
+        return await cpu_per_message(worker, tally, count)
 
 
 def _span_loop(loop: int) -> dict[str, float]:
